@@ -1,0 +1,1 @@
+"""Example loops driven by the shipped scenarios (see scenarios/)."""

@@ -1,0 +1,196 @@
+"""pytest-loom: a regression lab for iterative AI-agent loops.
+
+Golden loop scenarios run under a mock LLM and a fake clock, checkpoint every step, and
+snapshot their run record, so CI says when a change altered how a loop runs: its steps, its
+cost and tokens, and why it stopped.
+
+The public API is re-exported here and loaded on first use, so the pytest plugin (which imports
+this package) costs nothing until the lab is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .budget import Budget, Spend
+    from .clock import ClockError, FakeClock
+    from .context import StepContext
+    from .convergence import Progress, predicate, score_at_least, score_plateau
+    from .diff import diff_records
+    from .entry import EntryPointError
+    from .lab import Lab
+    from .llm import (
+        LLMError,
+        LLMTimeoutError,
+        MalformedToolCallError,
+        Message,
+        MockLLM,
+        MockLLMError,
+        PricingError,
+        RateLimitError,
+        Request,
+        Response,
+        ServerError,
+        UnconsumedTurnsError,
+        UnmatchedRequestError,
+    )
+    from .record import (
+        RECORD_VERSION,
+        BudgetLimit,
+        Event,
+        LLMCall,
+        RecordError,
+        RunRecord,
+        RuntimeInfo,
+        Step,
+        Stop,
+        StopReason,
+        ToolCall,
+        ToolCallRequest,
+        Totals,
+    )
+    from .reference import Done, Loop, RunOutcome, Stalled
+    from .runner import ScenarioRun, run_scenario
+    from .runtimes import Runtime, RuntimeNotAvailable, get_runtime
+    from .scenario import Scenario, ScenarioError, load_scenario
+    from .script import LLMErrorKind, Match, Price, Rule, Turn
+    from .snapshot import RunRecordExtension
+    from .store import CheckpointError, CheckpointStore
+
+_EXPORTS: dict[str, str] = {
+    "Budget": "budget",
+    "Spend": "budget",
+    "ClockError": "clock",
+    "FakeClock": "clock",
+    "StepContext": "context",
+    "Progress": "convergence",
+    "predicate": "convergence",
+    "score_at_least": "convergence",
+    "score_plateau": "convergence",
+    "diff_records": "diff",
+    "EntryPointError": "entry",
+    "Lab": "lab",
+    "LLMError": "llm",
+    "LLMTimeoutError": "llm",
+    "MalformedToolCallError": "llm",
+    "Message": "llm",
+    "MockLLM": "llm",
+    "MockLLMError": "llm",
+    "PricingError": "llm",
+    "RateLimitError": "llm",
+    "Request": "llm",
+    "Response": "llm",
+    "ServerError": "llm",
+    "UnconsumedTurnsError": "llm",
+    "UnmatchedRequestError": "llm",
+    "RECORD_VERSION": "record",
+    "BudgetLimit": "record",
+    "Event": "record",
+    "LLMCall": "record",
+    "RecordError": "record",
+    "RunRecord": "record",
+    "RuntimeInfo": "record",
+    "Step": "record",
+    "Stop": "record",
+    "StopReason": "record",
+    "ToolCall": "record",
+    "ToolCallRequest": "record",
+    "Totals": "record",
+    "Done": "reference",
+    "Loop": "reference",
+    "RunOutcome": "reference",
+    "Stalled": "reference",
+    "ScenarioRun": "runner",
+    "run_scenario": "runner",
+    "Runtime": "runtimes",
+    "RuntimeNotAvailable": "runtimes",
+    "get_runtime": "runtimes",
+    "Scenario": "scenario",
+    "ScenarioError": "scenario",
+    "load_scenario": "scenario",
+    "LLMErrorKind": "script",
+    "Match": "script",
+    "Price": "script",
+    "Rule": "script",
+    "Turn": "script",
+    "RunRecordExtension": "snapshot",
+    "CheckpointError": "store",
+    "CheckpointStore": "store",
+}
+
+__all__ = [
+    "RECORD_VERSION",
+    "Budget",
+    "BudgetLimit",
+    "CheckpointError",
+    "CheckpointStore",
+    "ClockError",
+    "Done",
+    "EntryPointError",
+    "Event",
+    "FakeClock",
+    "LLMCall",
+    "LLMError",
+    "LLMErrorKind",
+    "LLMTimeoutError",
+    "Lab",
+    "Loop",
+    "MalformedToolCallError",
+    "Match",
+    "Message",
+    "MockLLM",
+    "MockLLMError",
+    "Price",
+    "PricingError",
+    "Progress",
+    "RateLimitError",
+    "RecordError",
+    "Request",
+    "Response",
+    "Rule",
+    "RunOutcome",
+    "RunRecord",
+    "RunRecordExtension",
+    "Runtime",
+    "RuntimeInfo",
+    "RuntimeNotAvailable",
+    "Scenario",
+    "ScenarioError",
+    "ScenarioRun",
+    "ServerError",
+    "Spend",
+    "Stalled",
+    "Step",
+    "StepContext",
+    "Stop",
+    "StopReason",
+    "ToolCall",
+    "ToolCallRequest",
+    "Totals",
+    "Turn",
+    "UnconsumedTurnsError",
+    "UnmatchedRequestError",
+    "diff_records",
+    "get_runtime",
+    "load_scenario",
+    "predicate",
+    "run_scenario",
+    "score_at_least",
+    "score_plateau",
+]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_loom' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -1,0 +1,196 @@
+"""The pytest entry point: options, ini keys, markers, scenario collection and ``loom_*`` fixtures.
+
+It imports nothing heavy: the lab (YAML, SQLite, the clock patches, syrupy's extension) loads
+only when a scenario is collected or a ``loom_*`` fixture is used, so having the plugin
+installed costs a pytest run nothing measurable.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from syrupy.assertion import SnapshotAssertion
+
+    from .clock import FakeClock
+    from .llm import MockLLM
+    from .record import RunRecord
+    from .reference import Loop
+    from .scenario import Scenario
+    from .store import CheckpointStore
+
+DEFAULT_GLOB = "*.loom.yaml"
+
+_MARKERS = (
+    "loom_scenario(runtime): a golden loop scenario collected from a *.loom.yaml file",
+    "loom_clock(start=..., step=...): configure the loom_clock fixture (FakeClock arguments)",
+    "loom_llm(turns=[...], rules=[...], **options): script the loom_llm fixture (MockLLM args)",
+    "loom_store(golden=path, durability='normal'|'full'): configure the loom_store fixture",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("loom", "pytest-loom: golden agent-loop scenarios")
+    group.addoption(
+        "--loom-scenarios",
+        action="store_true",
+        default=None,
+        dest="loom_scenarios",
+        help="collect loop scenario files (see the loom_scenario_glob ini key) as tests",
+    )
+    parser.addini(
+        "loom_scenarios",
+        type="bool",
+        default=False,
+        help="collect loop scenario files without passing --loom-scenarios",
+    )
+    parser.addini(
+        "loom_scenario_glob",
+        default=DEFAULT_GLOB,
+        help=f"file-name pattern of loop scenario files (default: {DEFAULT_GLOB})",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in _MARKERS:
+        config.addinivalue_line("markers", line)
+
+
+def _scenarios_enabled(config: pytest.Config) -> bool:
+    flag = config.getoption("loom_scenarios")
+    return bool(flag) if flag is not None else bool(config.getini("loom_scenarios"))
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    config = parent.config
+    if not fnmatch.fnmatch(file_path.name, str(config.getini("loom_scenario_glob"))):
+        return None
+    if not _scenarios_enabled(config):
+        return None
+    from .collect import ScenarioFile
+
+    return ScenarioFile.from_parent(parent, path=file_path)
+
+
+def _marker_kwargs(request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
+    marker = request.node.get_closest_marker(name)
+    if marker is None:
+        return {}
+    if marker.args:
+        raise pytest.UsageError(f"@pytest.mark.{name} takes keyword arguments only")
+    return dict(marker.kwargs)
+
+
+@pytest.fixture
+def loom_clock(request: pytest.FixtureRequest) -> Iterator[FakeClock]:
+    """A started :class:`~pytest_loom.FakeClock`, stopped at teardown.
+
+    It moves ``time.time``/``monotonic``/``perf_counter``, ``datetime.now``, ``date.today``,
+    ``time.sleep``, ``asyncio.sleep`` and loop time together. Control it with
+    ``advance(seconds)``, ``tick()`` and ``move_to(when)``; configure it with
+    ``@pytest.mark.loom_clock(start="2026-01-01T09:00:00Z", step=1.0)``.
+    """
+    from .clock import FakeClock
+
+    with FakeClock(**_marker_kwargs(request, "loom_clock")) as clock:
+        yield clock
+
+
+@pytest.fixture
+def loom_llm(request: pytest.FixtureRequest, loom_clock: FakeClock) -> Iterator[MockLLM]:
+    """A strict :class:`~pytest_loom.MockLLM` whose latencies advance ``loom_clock``.
+
+    Script it with ``@pytest.mark.loom_llm(turns=[Turn(...)], rules=[...], pricing=...)``
+    or pass it a script in the test. Turns left unconsumed fail the test at teardown unless
+    ``allow_unused=True``. ``loom_llm.requests`` keeps every request it served.
+    """
+    from .llm import MockLLM
+
+    llm = MockLLM(clock=loom_clock, **_marker_kwargs(request, "loom_llm"))
+    yield llm
+    llm.verify()
+
+
+@pytest.fixture
+def loom_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CheckpointStore]:
+    """This test's own SQLite checkpoint database (WAL) under ``tmp_path``.
+
+    ``@pytest.mark.loom_store(golden="golden/run.db")`` starts from a private copy of a
+    database kept in the repo (the path is relative to the test file); the golden file is never
+    written.
+    """
+    from .store import CheckpointStore
+
+    kwargs = _marker_kwargs(request, "loom_store")
+    golden = kwargs.pop("golden", None)
+    if golden is None:
+        store = CheckpointStore(tmp_path / "loom_store.db", **kwargs)
+    else:
+        source = Path(request.node.path).parent / golden
+        store = CheckpointStore.from_golden(source, tmp_path / "loom_store.db", **kwargs)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def loom_snapshot(request: pytest.FixtureRequest, snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    """syrupy's ``snapshot``, comparing :class:`~pytest_loom.RunRecord` objects.
+
+    ``assert loom_snapshot == record`` stores one readable JSON file per test and explains a
+    mismatch with a per-step diff (stop reason first). ``--snapshot-update`` works as usual.
+    """
+    from .snapshot import RunRecordExtension, set_volatile_paths
+
+    tmp = request.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    set_volatile_paths(
+        [(tmp, "<tmp>"), (request.config.rootpath, "<root>"), (Path.home(), "<home>")]
+    )
+    return snapshot.use_extension(RunRecordExtension)
+
+
+@pytest.fixture
+def loom_run(
+    request: pytest.FixtureRequest, tmp_path: Path, loom_clock: FakeClock
+) -> Callable[..., RunRecord]:
+    """Run a scenario file or a :class:`~pytest_loom.Loop` and get its run record.
+
+    ``loom_run("scenarios/refine.loom.yaml")`` (relative to the test file, then the rootdir)
+    runs the scenario and fails the test if its expectations do not hold (``check=False``
+    returns the record regardless). ``loom_run(loop, initial_state)`` runs a loop you built.
+    """
+    from .reference import Loop
+
+    counter = iter(range(1, 1_000_000))
+
+    def run(
+        target: str | Path | Scenario | Loop, state: Any = None, *, check: bool = True
+    ) -> RunRecord:
+        if isinstance(target, Loop):
+            outcome = target.run(state)
+            return target.record(outcome.run_id)
+        from .runner import run_scenario
+        from .scenario import Scenario, load_scenario
+
+        scenario = target if isinstance(target, Scenario) else load_scenario(_find(request, target))
+        workdir = tmp_path / f"loom-run-{next(counter)}"
+        workdir.mkdir()
+        loom_clock.move_to(scenario.clock.start)
+        result = run_scenario(scenario, clock=loom_clock, workdir=workdir)
+        if check and result.problems:
+            pytest.fail("\n".join(result.problems), pytrace=False)
+        return result.record
+
+    return run
+
+
+def _find(request: pytest.FixtureRequest, target: str | Path) -> Path:
+    path = Path(target)
+    for base in (Path(request.node.path).parent, request.config.rootpath):
+        if (base / path).is_file():
+            return base / path
+    return path

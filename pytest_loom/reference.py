@@ -1,0 +1,449 @@
+"""The reference loop runtime: the lab's own small, correct implementation of the loop contract.
+
+A step function ``state -> state`` (sync or async, optionally taking a :class:`StepContext`)
+runs under a :class:`Budget` with convergence rules, stall detection, backtracking to the best
+checkpoint, retries of provider errors, and a durable checkpoint after every step. Resume
+continues from the last committed step with the budget intact: what was spent is read back
+from the checkpoint and never granted again, and a step whose estimated cost exceeds what is
+left is not started. It is the default runtime of scenarios and the executable spec the other
+runtimes' adapters are compared with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .budget import Budget, Spend
+from .context import BudgetStop, StepContext
+from .convergence import Convergence, Progress
+from .llm import LLMError, MockLLM
+from .record import (
+    RECORD_VERSION,
+    BudgetLimit,
+    Event,
+    LLMCall,
+    RunRecord,
+    RuntimeInfo,
+    Step,
+    Stop,
+    StopReason,
+    step_from_dict,
+    totals_of,
+)
+from .store import CheckpointError, CheckpointStore
+
+RUNTIME_NAME = "reference"
+RUNTIME_VERSION = "1"
+
+StepFn = Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """Return ``Done(state)`` from a step to end the run as ``completed``."""
+
+    state: Any
+
+
+class Stalled(Exception):
+    """Raise from a step to end the run as ``stalled`` (the loop knows it cannot progress)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How a run ended, without loading its history; ``Loop.record(run_id)`` builds the record."""
+
+    run_id: str
+    stop: Stop
+    state: Any
+    spend: Spend
+    steps: int
+
+
+@dataclass(slots=True)
+class _Carry:
+    """What each checkpoint carries besides the state, so resume needs only the last row."""
+
+    spend: Spend = field(default_factory=Spend)
+    best: tuple[int, float] | None = None
+    max_step_usd: float = 0.0
+    max_step_tokens: int = 0
+    unchanged: int = 0
+    backtracks: int = 0
+    scores: list[float] = field(default_factory=list)
+    digest: str = ""
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:
+        raise TypeError(f"loop state must be JSON-serialisable to be checkpointed: {exc}") from None
+
+
+class Loop:
+    """A refine-until-done loop with durable per-step checkpoints.
+
+    ``step(state)`` or ``step(state, ctx)`` returns the next state, or ``Done(state)``. Pass
+    ``scorer`` to score states, ``converge_on`` rules (see :mod:`pytest_loom.convergence`),
+    ``stall_after=N`` to stop after N steps that left the state unchanged, ``backtrack=True``
+    to return to the best-scoring checkpoint when a step fails or scores worse, ``retries=N``
+    to retry a step whose LLM call failed, and ``estimate`` to override the default cost
+    estimate of the next step (the most expensive step so far).
+    """
+
+    def __init__(
+        self,
+        step: StepFn,
+        *,
+        budget: Budget | None = None,
+        store: CheckpointStore,
+        llm: MockLLM | None = None,
+        clock: Any = None,
+        scorer: Callable[[Any], float] | None = None,
+        converge_on: Convergence | Sequence[Convergence] = (),
+        stall_after: int | None = None,
+        backtrack: bool = False,
+        max_backtracks: int = 3,
+        retries: int = 0,
+        estimate: Callable[[Any], tuple[float, int]] | None = None,
+        step_seconds: float = 0.0,
+        scenario: str = "",
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.step = step
+        self.budget = budget or Budget()
+        self.store = store
+        self.llm = llm
+        self.clock = clock
+        self.scorer = scorer
+        self.converge_on: tuple[Convergence, ...] = (
+            tuple(converge_on) if isinstance(converge_on, Sequence) else (converge_on,)
+        )
+        self.stall_after = stall_after
+        self.backtrack = backtrack
+        self.max_backtracks = max_backtracks
+        self.retries = retries
+        self.estimate = estimate
+        self.step_seconds = step_seconds
+        self.scenario = scenario
+        self.options = options or {}
+        self._window = max((r.window for r in self.converge_on), default=0)
+        self._takes_ctx = _takes_context(step)
+        self._ctx: StepContext | None = None
+        self.before_step: Callable[[int], None] | None = None
+        """Called with the step number as each step starts (the lab injects faults here)."""
+        if llm is not None:
+            llm.add_listener(self._on_llm_call)
+
+    def _on_llm_call(self, call: LLMCall) -> None:
+        if self._ctx is not None:
+            self._ctx.llm_calls.append(call)
+
+    # -- entry points -------------------------------------------------------------------------
+
+    def run(self, state: Any, *, run_id: str | None = None) -> RunOutcome:
+        """Start a new run from ``state``; sync and async steps alike."""
+        return self._execute(self._drive(self._begin(run_id), state, _Carry(), 0, resumed=False))
+
+    def resume(self, run_id: str) -> RunOutcome:
+        """Continue ``run_id`` from its last committed step, with the budget already spent."""
+        return self._execute(self._resume(run_id))
+
+    async def arun(self, state: Any, *, run_id: str | None = None) -> RunOutcome:
+        return await self._drive(self._begin(run_id), state, _Carry(), 0, resumed=False)
+
+    async def aresume(self, run_id: str) -> RunOutcome:
+        return await self._resume(run_id)
+
+    def _begin(self, run_id: str | None) -> str:
+        run_id = run_id or f"run-{len(self.store.runs()) + 1}"
+        self.store.begin_run(
+            run_id, scenario=self.scenario, runtime=RUNTIME_NAME, budget=orjson.dumps(self.budget)
+        )
+        return run_id
+
+    def _execute(self, coro: Awaitable[RunOutcome]) -> RunOutcome:
+        if _is_async(self.step):
+            return asyncio.run(_as_coroutine(coro))
+        # A sync step never suspends: drive the coroutine by hand, no event loop needed.
+        gen = coro.__await__()
+        try:
+            gen.send(None)
+        except StopIteration as stop:
+            result: RunOutcome = stop.value
+            return result
+        gen.close()
+        raise RuntimeError("a sync step awaited something: make the step function async")
+
+    async def _resume(self, run_id: str) -> RunOutcome:
+        row = self.store.run(run_id)
+        if row.stop is not None:
+            stop = _decode_stop(row.stop)
+            if stop.reason is not StopReason.PAUSED:
+                raise CheckpointError(
+                    f"{self.store.path}: run {run_id!r} already ended ({stop.label}); "
+                    "only a paused or crashed run can be resumed"
+                )
+        last = self.store.last_step(run_id)
+        if last is None:
+            raise CheckpointError(
+                f"{self.store.path}: run {run_id!r} has no committed step to resume from; "
+                "start it again with run()"
+            )
+        carry = _decode_carry(self.store.path, run_id, last.n, last.record)
+        state = orjson.loads(last.state)
+        return await self._drive(run_id, state, carry, last.n, resumed=True)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def _drive(
+        self, run_id: str, state: Any, carry: _Carry, n: int, *, resumed: bool
+    ) -> RunOutcome:
+        offset = carry.spend.wall_clock
+        t0 = time.monotonic()
+
+        def elapsed() -> float:
+            return round(offset + time.monotonic() - t0, 9)
+
+        scores: deque[float] = deque(carry.scores, maxlen=max(self._window, 1))
+        events: list[str] = [Event.RESUMED] if resumed else []
+        stop: Stop | None = None
+        while stop is None:
+            spend = Spend(carry.spend.usd, carry.spend.iterations, carry.spend.tokens, elapsed())
+            stop = self._budget_stop(spend, carry, state)
+            if stop is not None:
+                break
+            n += 1
+            ctx = StepContext(
+                index=n,
+                run_id=run_id,
+                budget=self.budget,
+                spent_before=spend,
+                llm=self.llm,
+                elapsed=elapsed,
+                options=self.options,
+            )
+            start = elapsed()
+            new_state, done, error, stop = await self._attempt(ctx, state, events)
+            if self.clock is not None and self.step_seconds:
+                self.clock.advance(self.step_seconds)
+            score = None
+            if error is None:
+                score = float(self.scorer(new_state)) if self.scorer is not None else None
+            else:
+                new_state = state
+            next_state = new_state
+            if self.backtrack and carry.best is not None and carry.backtracks < self.max_backtracks:
+                step_failed = stop is not None and stop.reason is StopReason.FAILED
+                if step_failed or (score is not None and score < carry.best[1]):
+                    next_state = orjson.loads(self.store.step(run_id, carry.best[0]).state)
+                    events.append(Event.BACKTRACKED)
+                    carry.backtracks += 1
+                    stop = None
+            new_bytes = _dumps(new_state)
+            state_bytes = new_bytes if next_state is new_state else _dumps(next_state)
+            state_digest = hashlib.sha256(new_bytes).hexdigest()[:16]
+            carry.unchanged = carry.unchanged + 1 if state_digest == carry.digest else 0
+            carry.digest = state_digest
+            cost = ctx.cost_usd
+            tokens = ctx.input_tokens + ctx.output_tokens
+            carry.spend = ctx.spent.add(iterations=1)
+            carry.max_step_usd = max(carry.max_step_usd, cost)
+            carry.max_step_tokens = max(carry.max_step_tokens, tokens)
+            if score is not None:
+                scores.append(score)
+                if carry.best is None or score > carry.best[1]:
+                    carry.best = (n, score)
+            carry.scores = list(scores)
+            record = Step(
+                index=n,
+                start_s=start,
+                duration_s=round(elapsed() - start, 9),
+                llm_calls=tuple(ctx.llm_calls),
+                tool_calls=tuple(ctx.tool_calls),
+                input_tokens=ctx.input_tokens,
+                output_tokens=ctx.output_tokens,
+                cost_usd=cost,
+                cumulative_cost_usd=carry.spend.usd,
+                score=score,
+                error=error,
+                state_digest=state_digest,
+                events=tuple(events),
+            )
+            events = []
+            self.store.commit_step(
+                run_id, n, state_bytes, orjson.dumps({"step": record, "carry": carry})
+            )
+            state = next_state
+            if stop is None:
+                stop = self._after_step(n, state, done, scores, carry.unchanged)
+        final = Spend(carry.spend.usd, carry.spend.iterations, carry.spend.tokens, elapsed())
+        self.store.finish_run(run_id, str(stop.reason), orjson.dumps(stop))
+        return RunOutcome(run_id, stop, state, final, n)
+
+    async def _attempt(
+        self, ctx: StepContext, state: Any, events: list[str]
+    ) -> tuple[Any, bool, str | None, Stop | None]:
+        """Run one step (with retries): ``(new_state, done, error, stop)``."""
+        attempt = 0
+        while True:
+            self._ctx = ctx
+            try:
+                if self.before_step is not None:
+                    self.before_step(ctx.index)
+                result = self.step(state, ctx) if self._takes_ctx else self.step(state)
+                if inspect.isawaitable(result):
+                    result = await result
+            except BudgetStop as exc:
+                return state, False, str(exc), Stop(StopReason.BUDGET_EXHAUSTED, limit=exc.limit)
+            except Stalled as exc:
+                return state, False, None, Stop(StopReason.STALLED, detail=str(exc) or None)
+            except LLMError as exc:
+                if attempt < self.retries:
+                    attempt += 1
+                    events.append(Event.RETRIED)
+                    continue
+                return state, False, _describe(exc), _failed(exc)
+            except Exception as exc:
+                return state, False, _describe(exc), _failed(exc)
+            finally:
+                self._ctx = None
+            if isinstance(result, Done):
+                return result.state, True, None, None
+            return result, False, None, None
+
+    def _budget_stop(self, spend: Spend, carry: _Carry, state: Any) -> Stop | None:
+        limit = spend.exhausted(self.budget)
+        if limit is None:
+            usd, tokens = (
+                self.estimate(state)
+                if self.estimate is not None
+                else (carry.max_step_usd, carry.max_step_tokens)
+            )
+            limit = spend.would_exceed(self.budget, usd=usd, tokens=tokens)
+            if limit is not None:
+                return Stop(
+                    StopReason.BUDGET_EXHAUSTED,
+                    limit=limit,
+                    detail=f"next step estimated at ${usd:g} / {tokens} tokens exceeds the rest",
+                )
+            return None
+        return Stop(StopReason.BUDGET_EXHAUSTED, limit=limit)
+
+    def _after_step(
+        self, n: int, state: Any, done: bool, scores: deque[float], unchanged: int
+    ) -> Stop | None:
+        if done:
+            return Stop(StopReason.COMPLETED)
+        progress = Progress(state=state, step=n, scores=tuple(scores))
+        for rule in self.converge_on:
+            if rule(progress):
+                return Stop(StopReason.CONVERGED, detail=repr(rule))
+        if self.stall_after is not None and unchanged >= self.stall_after:
+            return Stop(StopReason.STALLED, detail=f"state unchanged for {unchanged} steps")
+        return None
+
+    # -- reading runs back --------------------------------------------------------------------
+
+    def record(self, run_id: str) -> RunRecord:
+        """The run's canonical record, streamed from the checkpoint store."""
+        return build_record(self.store, run_id)
+
+
+def build_record(store: CheckpointStore, run_id: str) -> RunRecord:
+    """Rebuild a reference run's :class:`RunRecord` from its checkpoints."""
+    row = store.run(run_id)
+    steps: list[Step] = []
+    carry = _Carry()
+    for n, raw in store.records(run_id):
+        data = orjson.loads(raw)
+        steps.append(_decode_step(store.path, run_id, n, data))
+        carry = _decode_carry(store.path, run_id, n, raw, data)
+    if row.stop is None:
+        stop = Stop(
+            StopReason.PAUSED,
+            detail=f"the run stopped after step {len(steps)} without finishing (crashed?)",
+            raw_status=row.status,
+        )
+    else:
+        stop = _decode_stop(row.stop)
+    return RunRecord(
+        scenario=row.scenario,
+        runtime=RuntimeInfo(RUNTIME_NAME, RUNTIME_VERSION),
+        steps=tuple(steps),
+        totals=totals_of(steps, carry.spend.wall_clock),
+        stop=stop,
+        run_id=run_id,
+        version=RECORD_VERSION,
+    )
+
+
+def _is_async(step: StepFn) -> bool:
+    return inspect.iscoroutinefunction(step) or inspect.iscoroutinefunction(
+        vars(type(step)).get("__call__")
+    )
+
+
+def _takes_context(step: StepFn) -> bool:
+    try:
+        params = inspect.signature(step).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _failed(exc: Exception) -> Stop:
+    return Stop(StopReason.FAILED, error_type=type(exc).__name__, raw_exception=_describe(exc))
+
+
+async def _as_coroutine(awaitable: Awaitable[RunOutcome]) -> RunOutcome:
+    return await awaitable
+
+
+def _decode_stop(raw: bytes) -> Stop:
+    data = orjson.loads(raw)
+    data["reason"] = StopReason(data["reason"])
+    if data.get("limit") is not None:
+        data["limit"] = BudgetLimit(data["limit"])
+    return Stop(**data)
+
+
+def _decode_step(path: Any, run_id: str, n: int, data: Mapping[str, Any]) -> Step:
+    try:
+        return step_from_dict(data["step"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path}: run {run_id!r} step {n}: malformed step record ({exc!r})"
+        ) from None
+
+
+def _decode_carry(
+    path: Any, run_id: str, n: int, raw: bytes, data: Mapping[str, Any] | None = None
+) -> _Carry:
+    try:
+        data = orjson.loads(raw) if data is None else data
+        c = dict(data["carry"])
+        c["spend"] = Spend(**c["spend"])
+        c["best"] = tuple(c["best"]) if c["best"] is not None else None
+        return _Carry(**c)
+    except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
+        raise CheckpointError(
+            f"{path}: run {run_id!r} step {n}: malformed checkpoint ({exc!r}); "
+            "the database was not written by this pytest-loom or is damaged"
+        ) from None

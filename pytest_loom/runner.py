@@ -1,0 +1,101 @@
+"""Running one scenario: build its mock LLM and store, drive its runtime, check expectations.
+
+This is the path every scenario item takes, and what ``loom_run`` exposes to Python tests. It
+returns the run record and the list of problems (unmet expectations, scripting mistakes) rather
+than raising, so the caller can report them together with a snapshot diff.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .clock import FakeClock
+from .lab import Lab
+from .llm import MockLLM, UnconsumedTurnsError
+from .record import RunRecord
+from .runtimes import get_runtime
+from .scenario import Bound, Scenario
+from .store import CheckpointStore
+
+
+@dataclass(slots=True)
+class ScenarioRun:
+    scenario: Scenario
+    record: RunRecord
+    llm: MockLLM
+    problems: list[str] = field(default_factory=list)
+
+
+def run_scenario(scenario: Scenario, *, clock: FakeClock, workdir: Path) -> ScenarioRun:
+    """Run ``scenario`` under ``clock`` (already started), keeping all files in ``workdir``."""
+    runtime = get_runtime(scenario.runtime)
+    spec = scenario.llm
+    llm = MockLLM(
+        spec.turns,
+        spec.rules,
+        pricing=spec.pricing,
+        model=spec.model or "gpt-4o",
+        latency_s=spec.latency_s,
+        strict=spec.strict,
+        allow_unused=spec.allow_unused,
+        clock=clock,
+    )
+    with CheckpointStore(workdir / f"{scenario.id}.checkpoints.db") as store:
+        lab = Lab(
+            scenario=scenario.id,
+            llm=llm,
+            clock=clock,
+            store=store,
+            budget=scenario.budget,
+            workdir=workdir,
+            options=scenario.options,
+            step_seconds=scenario.clock.step_s,
+        )
+        record = runtime.run(scenario, lab)
+    run = ScenarioRun(scenario, record, llm)
+    run.problems.extend(_llm_problems(scenario, llm))
+    run.problems.extend(check_expectations(scenario, record))
+    return run
+
+
+def _llm_problems(scenario: Scenario, llm: MockLLM) -> list[str]:
+    problems = [str(error) for error in llm.script_errors]
+    try:
+        llm.verify()
+    except UnconsumedTurnsError as exc:
+        line = scenario.lines.get("llm.turns", scenario.lines.get("llm", 1))
+        problems.append(
+            f"{scenario.path}:{line}: {exc}\n"
+            "  hint: set `llm: {allow_unused: true}` if the loop may stop early on purpose"
+        )
+    return problems
+
+
+def check_expectations(scenario: Scenario, record: RunRecord) -> list[str]:
+    """The scenario's ``expect`` entries that the record does not meet, as readable lines."""
+    expect = scenario.expect
+    problems: list[str] = []
+
+    def where(key: str) -> str:
+        return f"{scenario.path}:{scenario.lines.get(key, scenario.lines.get('expect', 1))}"
+
+    if expect.stop is not None and not expect.stop_matches(record.stop.label):
+        detail = f" ({record.stop.detail})" if record.stop.detail else ""
+        raw = f" [runtime said: {record.stop.raw_exception}]" if record.stop.raw_exception else ""
+        problems.append(
+            f"{where('expect.stop')}: expect.stop: expected {expect.stop}, "
+            f"got {record.stop.label}{detail}{raw}"
+        )
+    measured: dict[str, tuple[Bound | None, float]] = {
+        "steps": (expect.steps, record.totals.steps),
+        "cost_usd": (expect.cost_usd, record.totals.cost_usd),
+        "tokens": (expect.tokens, record.totals.tokens),
+        "llm_calls": (expect.llm_calls, record.totals.llm_calls),
+    }
+    for key, (bound, value) in measured.items():
+        if bound is not None and not bound.contains(value):
+            problems.append(
+                f"{where('expect.' + key)}: expect.{key}: expected {bound}, got {value:g}"
+            )
+    return problems

@@ -1,0 +1,89 @@
+"""Which loop runtimes the lab can drive, and how a scenario names one.
+
+``reference`` is built in. Adapters for other runtimes register under the entry-point group
+``pytest_loom.runtimes`` (an object with ``name``, ``version()`` and ``run(scenario, lab)``
+returning a :class:`~pytest_loom.RunRecord`). A scenario naming a runtime that is not installed
+fails with one line saying which extra to install.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from importlib.metadata import entry_points
+from typing import Protocol
+
+from .entry import call_entry, load_entry
+from .faults import FaultPlan, SimulatedCrash
+from .lab import Lab
+from .record import RunRecord
+from .reference import RUNTIME_NAME, RUNTIME_VERSION, Loop, build_record
+from .scenario import Scenario
+
+ENTRY_POINT_GROUP = "pytest_loom.runtimes"
+KNOWN_EXTRAS = ("loomc", "loom-runner", "tightloop", "loom-agent")
+
+
+class RuntimeNotAvailable(Exception):
+    """The scenario's runtime is not installed or not known."""
+
+
+class Runtime(Protocol):
+    """What the lab needs of a runtime adapter."""
+
+    name: str
+
+    def version(self) -> str: ...
+
+    def run(self, scenario: Scenario, lab: Lab) -> RunRecord: ...
+
+
+class ReferenceRuntime:
+    """Drives :class:`~pytest_loom.Loop`, the lab's own runtime."""
+
+    name = RUNTIME_NAME
+
+    def version(self) -> str:
+        return RUNTIME_VERSION
+
+    def run(self, scenario: Scenario, lab: Lab) -> RunRecord:
+        where = f"{scenario.path}:{scenario.entry_line}"
+        build = load_entry(scenario.entry, where=where)
+        faults = FaultPlan(scenario.faults)
+        faults.arm(lab.llm)
+
+        def make_loop() -> Loop:
+            loop = call_entry(build, lab, entry=scenario.entry, where=where)
+            if not isinstance(loop, Loop):
+                raise RuntimeNotAvailable(
+                    f"{where}: entry point {scenario.entry!r} returned "
+                    f"{type(loop).__name__}; a scenario on the reference runtime needs a "
+                    "pytest_loom.Loop (build it with lab.loop(step, ...)), or name its runtime"
+                )
+            loop.before_step = faults.before_step
+            return loop
+
+        try:
+            make_loop().run(scenario.input, run_id=scenario.id)
+        except SimulatedCrash as crash:
+            if crash.resume:
+                # A restarted process builds the loop afresh and resumes from the checkpoint.
+                make_loop().resume(scenario.id)
+        record = build_record(lab.store, scenario.id)
+        return dataclasses.replace(record, scenario=scenario.id)
+
+
+def get_runtime(name: str) -> Runtime:
+    if name == RUNTIME_NAME:
+        return ReferenceRuntime()
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            runtime: Runtime = ep.load()()
+            return runtime
+    if name in KNOWN_EXTRAS:
+        raise RuntimeNotAvailable(
+            f"runtime {name!r} is not installed: pip install 'pytest-loom[{name}]'"
+        )
+    installed = [RUNTIME_NAME, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))]
+    raise RuntimeNotAvailable(
+        f"unknown runtime {name!r}: installed runtimes are {', '.join(installed)}"
+    )

@@ -1,0 +1,108 @@
+"""Run-record snapshots through syrupy: one readable JSON file per scenario or test.
+
+:class:`RunRecordExtension` is an ordinary syrupy single-file extension, so
+``--snapshot-update``, the unused-snapshot report and xdist all behave as users know them. It
+serialises a :class:`~pytest_loom.RunRecord` to canonical JSON (sorted keys, two-space indent)
+with volatile values masked, explains a mismatch with the lab's per-step diff instead of a
+text diff, and writes files atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import orjson
+from syrupy.data import SnapshotCollection
+from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
+
+from .diff import diff_records
+from .record import RunRecord
+
+if TYPE_CHECKING:
+    from syrupy.types import PropertyFilter, PropertyMatcher, SerializableData, SerializedData
+
+MASKED_RUN_ID = "<run-id>"
+
+_volatile_paths: list[tuple[str, str]] = []
+
+
+def set_volatile_paths(paths: Sequence[tuple[str | Path, str]]) -> None:
+    """Absolute paths to replace by placeholders in snapshots (longest first)."""
+    pairs = [(str(p), label) for p, label in paths if str(p) not in ("", "/")]
+    _volatile_paths[:] = sorted(pairs, key=lambda pair: -len(pair[0]))
+
+
+def serialize_record(record: RunRecord) -> str:
+    """The snapshot text of a record: canonical JSON, run id and absolute paths masked."""
+    text = dataclasses.replace(record, run_id=MASKED_RUN_ID).to_json().decode()
+    for path, label in _volatile_paths:
+        text = text.replace(path, label)
+    return text + "\n"
+
+
+class RunRecordExtension(SingleFileSnapshotExtension):
+    """Snapshot a :class:`RunRecord` as ``__snapshots__/<file>/<test>.run.json``."""
+
+    file_extension = "run.json"
+    _write_mode = WriteMode.TEXT
+
+    def serialize(
+        self,
+        data: SerializableData,
+        *,
+        exclude: PropertyFilter | None = None,
+        include: PropertyFilter | None = None,
+        matcher: PropertyMatcher | None = None,
+    ) -> SerializedData:
+        if isinstance(data, RunRecord):
+            return serialize_record(data)
+        if isinstance(data, str):
+            return data
+        raise TypeError(
+            f"loom_snapshot compares run records, got {type(data).__name__}; "
+            "pass the RunRecord returned by loom_run(...)"
+        )
+
+    def diff_lines(
+        self, serialized_data: SerializedData, snapshot_data: SerializedData
+    ) -> Iterator[str]:
+        try:
+            new = orjson.loads(serialized_data)
+        except orjson.JSONDecodeError:
+            yield from super().diff_lines(serialized_data, snapshot_data)
+            return
+        if not snapshot_data:
+            return
+        try:
+            old = orjson.loads(snapshot_data)
+        except orjson.JSONDecodeError as exc:
+            yield (
+                f"the stored snapshot is not valid JSON ({exc}); "
+                "regenerate it with --snapshot-update"
+            )
+            return
+        yield from diff_records(old, new) or ["(records differ only in formatting)"]
+
+    @classmethod
+    def write_snapshot_collection(
+        cls, *, snapshot_collection: SnapshotCollection, name_order: dict[str, int] | None = None
+    ) -> None:
+        """Write atomically: a crash leaves the old snapshot or the new one, never half of one."""
+        target = Path(snapshot_collection.location)
+        data = next(iter(snapshot_collection)).data
+        if not isinstance(data, str):
+            raise TypeError(f"cannot write a {type(data).__name__} snapshot to {target}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+                f.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
