@@ -34,7 +34,9 @@ class ScenarioFile(pytest.File):
     """A ``*.loom.yaml`` file; parsing it strictly is collection."""
 
     def collect(self) -> Iterator[ScenarioItem]:
-        scenario = load_scenario(self.path)
+        glob = str(self.config.getini("loom_scenario_glob"))
+        suffix = glob[1:] if glob.startswith("*") and not any(c in glob[1:] for c in "*?[") else ""
+        scenario = load_scenario(self.path, suffix=suffix or ".loom.yaml")
         item = ScenarioItem.from_parent(self, name=scenario.id, callobj=_scenario_test(scenario))
         item.scenario = scenario
         item.add_marker(pytest.mark.loom_scenario(runtime=scenario.runtime))
@@ -56,8 +58,14 @@ class ScenarioItem(pytest.Function):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> Any:  # type: ignore[override]
         if isinstance(excinfo.value, (ScenarioFailure, *_CLEAN_ERRORS)):
-            return str(excinfo.value)
+            return _relative(str(excinfo.value), self.config)
         return super().repr_failure(excinfo)
+
+
+def _relative(message: str, config: pytest.Config) -> str:
+    """Show paths under the invocation directory relative to it, as pytest does."""
+    base = str(config.invocation_params.dir)
+    return message.replace(base + "/", "")
 
 
 def _scenario_test(scenario: Scenario) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import sysconfig
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -75,14 +76,12 @@ def _raised_at_import(where: str, entry: str, exc: BaseException) -> str:
 
 
 def _user_frame(exc: BaseException) -> str:
-    """The innermost traceback frame outside importlib and pytest-loom."""
+    """The innermost traceback frame in the user's code (not importlib, stdlib or ours)."""
     if isinstance(exc, SyntaxError) and exc.filename:
         return f"{exc.filename}:{exc.lineno}"
-    ours = str(Path(__file__).parent)
+    skip = (str(Path(__file__).parent), sysconfig.get_paths()["stdlib"], "<")
     frames = [
-        f
-        for f in traceback.extract_tb(exc.__traceback__)
-        if not f.filename.startswith(ours) and "importlib" not in f.filename
+        f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(skip)
     ]
     if not frames:
         return "<unknown location>"

@@ -72,7 +72,6 @@ __all__ = [
 ]
 
 SCENARIO_VERSION = 1
-SUFFIX = ".loom.yaml"
 DEFAULT_CLOCK_START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -238,8 +237,11 @@ class Scenario:
 # --- loading ----------------------------------------------------------------------------------
 
 
-def load_scenario(path: Path) -> Scenario:
-    """Read and check one scenario file; every problem is a :class:`ScenarioError`."""
+def load_scenario(path: Path, *, suffix: str = ".loom.yaml") -> Scenario:
+    """Read and check one scenario file; every problem is a :class:`ScenarioError`.
+
+    Without an ``id:`` key the id is the file name minus ``suffix`` (or minus its extension).
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -249,7 +251,7 @@ def load_scenario(path: Path) -> Scenario:
             path, None, "", f"cannot read the file: {exc.strerror or exc}"
         ) from None
     try:
-        return _scenario(path, compose(text))
+        return _scenario(path, compose(text), suffix)
     except NodeError as exc:
         raise ScenarioError(path, exc.line, exc.key, exc.problem, exc.expected, exc.hint) from None
     except RecursionError:
@@ -272,7 +274,7 @@ _MARKER = re.compile(r"[^\W\d]\w*")
 _MARKER_EXPECTED = "a Python identifier, such as slow"
 
 
-def _scenario(path: Path, root: Node | None) -> Scenario:
+def _scenario(path: Path, root: Node | None, suffix: str) -> Scenario:
     if root is None or (kind(root) == "null" and not root.value):  # nothing, or a bare "---"
         raise NodeError(1, "", "the file is empty", "a mapping with `version` and `entry`", _START)
     if kind(root) != "map":
@@ -291,22 +293,10 @@ def _scenario(path: Path, root: Node | None) -> Scenario:
     )
     return Scenario(
         path=path,
-        id=f.opt(
-            "id", partial(string, pattern=_ID, invalid="is not a valid id", expected=_ID_EXPECTED)
-        )
-        or _default_id(path),
+        id=f.opt("id", _id) or _default_id(path, suffix),
         version=f.require("version", _version),
         description=f.get("description", string, ""),
-        runtime=f.get(
-            "runtime",
-            partial(
-                string,
-                pattern=_RUNTIME,
-                invalid="is not a runtime name",
-                expected=_RUNTIME_EXPECTED,
-            ),
-            "reference",
-        ),
+        runtime=f.get("runtime", _runtime, "reference"),
         entry=f.require("entry", _entry),
         entry_line=lines["entry"],
         input=f.get("input", plain, None),
@@ -336,8 +326,8 @@ def _version(node: Node, key: str) -> int:
     return SCENARIO_VERSION
 
 
-def _default_id(path: Path) -> str:
-    name = path.name.removesuffix(SUFFIX) if path.name.endswith(SUFFIX) else path.stem
+def _default_id(path: Path, suffix: str) -> str:
+    name = path.name.removesuffix(suffix) if path.name.endswith(suffix) else path.stem
     if not _ID.fullmatch(name):
         raise NodeError(
             None,
@@ -360,6 +350,10 @@ def _entry(node: Node, key: str) -> str:
     )
 
 
+_id = partial(string, pattern=_ID, invalid="is not a valid id", expected=_ID_EXPECTED)
+_runtime = partial(
+    string, pattern=_RUNTIME, invalid="is not a runtime name", expected=_RUNTIME_EXPECTED
+)
 _markers = list_of(
     partial(string, pattern=_MARKER, invalid="is not a marker name", expected=_MARKER_EXPECTED),
     "a list of marker names",
