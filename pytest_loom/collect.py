@@ -106,7 +106,7 @@ def _scenario_test(scenario: Scenario) -> Any:
         if problems:
             raise ScenarioFailure(
                 f"scenario {scenario.id!r} ({scenario.path.name}) failed:\n"
-                + "\n".join(f"- {p}" for p in problems)
+                + "\n".join("- " + textwrap.indent(p, "  ")[2:] for p in problems)
             )
 
     run.__name__ = scenario.id

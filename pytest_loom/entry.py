@@ -80,9 +80,7 @@ def _user_frame(exc: BaseException) -> str:
     if isinstance(exc, SyntaxError) and exc.filename:
         return f"{exc.filename}:{exc.lineno}"
     skip = (str(Path(__file__).parent), sysconfig.get_paths()["stdlib"], "<")
-    frames = [
-        f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(skip)
-    ]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(skip)]
     if not frames:
         return "<unknown location>"
     frame = frames[-1]

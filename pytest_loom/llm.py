@@ -194,8 +194,8 @@ class MockLLM:
                     raise TypeError(f"MockLLM({name}[{i}]={item!r}): expected a {kind.__name__}")
         if isinstance(latency_s, bool) or latency_s < 0:
             raise ValueError(f"MockLLM(latency_s={latency_s!r}): must be a number >= 0")
-        self._turns = tuple(turns)
-        self._rules = tuple(rules)
+        self._turns = list(turns)
+        self._rules = list(rules)
         self._pricing: dict[str, Price] = {**DEFAULT_PRICING, **(pricing or {})}
         self._model = model
         self._latency_s = latency_s
@@ -286,6 +286,18 @@ class MockLLM:
                 f" ({len(self._requests)} so far); inject errors before the calls they affect"
             )
         self._injected[at_call] = error_kind
+
+    def script(self, *items: Turn | Rule) -> MockLLM:
+        """Append scripted turns (served in order after the existing ones) and rules."""
+        for item in items:
+            if isinstance(item, Turn):
+                self._turns.append(item)
+            elif isinstance(item, Rule):
+                self._rules.append(item)
+                self._uses_left.append(item.times)
+            else:
+                raise TypeError(f"MockLLM.script({item!r}): expected a Turn or a Rule")
+        return self
 
     def add_listener(self, fn: Callable[[LLMCall], None]) -> None:
         """Call ``fn`` with the :class:`LLMCall` of every served request, failed ones too."""

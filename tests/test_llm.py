@@ -448,3 +448,14 @@ def test_request_defaults() -> None:
 def test_constructor_rejects_misplaced_script_items() -> None:
     with pytest.raises(TypeError, match=r"turns\[0\]"):
         MockLLM([Rule(Match(), Turn())])  # type: ignore[list-item]
+
+
+def test_script_appends_turns_and_rules_after_construction() -> None:
+    llm = MockLLM(model="gpt-4o")
+    llm.script(Turn(text="first")).script(Rule(Match(contains="again"), Turn(text="rule"), times=1))
+    assert llm.complete("hello").text == "first"
+    assert llm.complete("again please").text == "rule"
+    with pytest.raises(UnmatchedRequestError):
+        llm.complete("again please")
+    with pytest.raises(TypeError, match="expected a Turn or a Rule"):
+        llm.script("not a turn")  # type: ignore[arg-type]
