@@ -38,6 +38,11 @@ class predicate:
     def __call__(self, progress: Progress) -> bool:
         return bool(self.fn(progress.state))
 
+    def __repr__(self) -> str:
+        # Stable across processes (no memory address), since it lands in run records.
+        name = getattr(self.fn, "__qualname__", type(self.fn).__name__)
+        return f"predicate({name})"
+
 
 @dataclass(frozen=True, slots=True)
 class score_at_least:

@@ -83,6 +83,15 @@ class _Carry:
     digest: str = ""
 
 
+def _first(state: Any) -> _Carry:
+    """The carry of a new run: the initial state's digest makes a no-op first step count."""
+    return _Carry(digest=_digest(_dumps(state)))
+
+
+def _digest(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
 def _dumps(value: Any) -> bytes:
     try:
         return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
@@ -153,14 +162,16 @@ class Loop:
 
     def run(self, state: Any, *, run_id: str | None = None) -> RunOutcome:
         """Start a new run from ``state``; sync and async steps alike."""
-        return self._execute(self._drive(self._begin(run_id), state, _Carry(), 0, resumed=False))
+        return self._execute(
+            self._drive(self._begin(run_id), state, _first(state), 0, resumed=False)
+        )
 
     def resume(self, run_id: str) -> RunOutcome:
         """Continue ``run_id`` from its last committed step, with the budget already spent."""
         return self._execute(self._resume(run_id))
 
     async def arun(self, state: Any, *, run_id: str | None = None) -> RunOutcome:
-        return await self._drive(self._begin(run_id), state, _Carry(), 0, resumed=False)
+        return await self._drive(self._begin(run_id), state, _first(state), 0, resumed=False)
 
     async def aresume(self, run_id: str) -> RunOutcome:
         return await self._resume(run_id)
@@ -218,6 +229,7 @@ class Loop:
         scores: deque[float] = deque(carry.scores, maxlen=max(self._window, 1))
         events: list[str] = [Event.RESUMED] if resumed else []
         stop: Stop | None = None
+        finished = False
         while stop is None:
             spend = Spend(carry.spend.usd, carry.spend.iterations, carry.spend.tokens, elapsed())
             stop = self._budget_stop(spend, carry, state)
@@ -252,7 +264,7 @@ class Loop:
                     stop = None
             new_bytes = _dumps(new_state)
             state_bytes = new_bytes if next_state is new_state else _dumps(next_state)
-            state_digest = hashlib.sha256(new_bytes).hexdigest()[:16]
+            state_digest = _digest(new_bytes)
             carry.unchanged = carry.unchanged + 1 if state_digest == carry.digest else 0
             carry.digest = state_digest
             cost = ctx.cost_usd
@@ -281,14 +293,22 @@ class Loop:
                 events=tuple(events),
             )
             events = []
-            self.store.commit_step(
-                run_id, n, state_bytes, orjson.dumps({"step": record, "carry": carry})
-            )
             state = next_state
             if stop is None:
                 stop = self._after_step(n, state, done, scores, carry.unchanged)
+            # The last step and how the run ended commit together: a crash in between
+            # cannot leave a finished run looking resumable.
+            self.store.commit_step(
+                run_id,
+                n,
+                state_bytes,
+                orjson.dumps({"step": record, "carry": carry}),
+                stop=None if stop is None else (str(stop.reason), orjson.dumps(stop)),
+            )
+            finished = stop is not None
+        if not finished:
+            self.store.finish_run(run_id, str(stop.reason), orjson.dumps(stop))
         final = Spend(carry.spend.usd, carry.spend.iterations, carry.spend.tokens, elapsed())
-        self.store.finish_run(run_id, str(stop.reason), orjson.dumps(stop))
         return RunOutcome(run_id, stop, state, final, n)
 
     async def _attempt(

@@ -9,6 +9,7 @@ not against power loss); ``durability="full"`` adds an fsync per commit.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -102,26 +103,24 @@ class CheckpointStore:
     def from_golden(
         cls, golden: str | Path, dest: str | Path, *, durability: Durability = "normal"
     ) -> CheckpointStore:
-        """Open a private copy of a golden database kept in the repo; the golden file is untouched.
+        """Open a private copy of a golden database kept in the repo; the golden is untouched.
 
-        The copy goes through SQLite's backup API, so a golden database in WAL mode with
-        uncheckpointed pages is copied whole.
+        The database file and its write-ahead log (if any) are copied as files, so nothing is
+        ever opened, created or written beside the golden.
         """
-        golden = Path(golden)
+        golden, dest = Path(golden), Path(dest)
         if not golden.is_file():
             raise CheckpointError(f"golden checkpoint database {golden} does not exist")
-        dest = Path(dest)
+        shutil.copyfile(golden, dest)
+        wal = golden.with_name(golden.name + "-wal")
+        if wal.is_file():
+            shutil.copyfile(wal, dest.with_name(dest.name + "-wal"))
         try:
-            src = sqlite3.connect(f"file:{golden}?mode=ro", uri=True)
-            with sqlite3.connect(dest) as out:
-                src.backup(out)
-            src.close()
-        except sqlite3.DatabaseError as exc:
-            dest.unlink(missing_ok=True)
-            raise CheckpointError(
-                f"{golden}: not a usable pytest-loom checkpoint database ({exc})"
-            ) from None
-        return cls(dest, durability=durability)
+            return cls(dest, durability=durability)
+        except CheckpointError as exc:
+            for path in (dest, dest.with_name(dest.name + "-wal")):
+                path.unlink(missing_ok=True)
+            raise CheckpointError(str(exc).replace(str(dest), str(golden), 1)) from None
 
     def begin_run(self, run_id: str, *, scenario: str, runtime: str, budget: bytes) -> None:
         try:
@@ -134,9 +133,30 @@ class CheckpointStore:
                 f"{self.path}: run {run_id!r} already exists; resume it or choose another run id"
             ) from None
 
-    def commit_step(self, run_id: str, n: int, state: bytes, record: bytes) -> None:
-        """Durably add step ``n``: one transaction, one row."""
-        self._db.execute("INSERT INTO loom_steps VALUES (?, ?, ?, ?)", (run_id, n, state, record))
+    def commit_step(
+        self,
+        run_id: str,
+        n: int,
+        state: bytes,
+        record: bytes,
+        *,
+        stop: tuple[str, bytes] | None = None,
+    ) -> None:
+        """Durably add step ``n`` in one transaction; with ``stop=(status, stop)`` end the run."""
+        db = self._db
+        if stop is None:
+            db.execute("INSERT INTO loom_steps VALUES (?, ?, ?, ?)", (run_id, n, state, record))
+            return
+        db.execute("BEGIN")
+        try:
+            db.execute("INSERT INTO loom_steps VALUES (?, ?, ?, ?)", (run_id, n, state, record))
+            db.execute(
+                "UPDATE loom_runs SET status=?, stop=? WHERE run_id=?", (stop[0], stop[1], run_id)
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def finish_run(self, run_id: str, status: str, stop: bytes) -> None:
         self._db.execute(
