@@ -364,6 +364,7 @@ class MockLLM:
             output_tokens=0 if failed else turn.output_tokens,
             cost_usd=cost,
             latency_s=latency,
+            prompt=request.last_user_message,
             text="" if failed else turn.text,
             tool_calls=() if failed else turn.tool_calls,
             error=None if turn.error is None else turn.error.value,

@@ -79,6 +79,8 @@ class LLMCall:
     output_tokens: int
     cost_usd: float
     latency_s: float
+    prompt: str = ""
+    """The last user message: what a reviewer reads when a prompt change shows up in a diff."""
     text: str = ""
     tool_calls: tuple[ToolCallRequest, ...] = ()
     error: str | None = None

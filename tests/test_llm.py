@@ -370,6 +370,7 @@ def test_listeners_receive_every_llm_call() -> None:
         output_tokens=20,
         cost_usd=0.000027,
         latency_s=2,
+        prompt="hello",
         text="t",
         tool_calls=(call,),
     )
