@@ -76,6 +76,9 @@ def _fields(
         elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
             for i, (x, y) in enumerate(zip(a, b, strict=True)):
                 walk(f"{path}[{i}]", x, y)
+        elif isinstance(a, str) and isinstance(b, str):
+            start = _first_difference(a, b)
+            out.append(f"{prefix}: {path}: {_show(a, start=start)} -> {_show(b, start=start)}")
         else:
             out.append(f"{prefix}: {path or '(value)'}: {_show(a)} -> {_show(b)}")
 
@@ -83,6 +86,16 @@ def _fields(
     return out
 
 
-def _show(value: Any, limit: int = 80) -> str:
-    text = repr(value)
+def _first_difference(a: str, b: str) -> int:
+    """Where two strings start to differ, less some context, so long prompts show the change."""
+    i = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    return max(0, i - 20)
+
+
+def _show(value: Any, limit: int = 80, *, start: int = 0) -> str:
+    if start and isinstance(value, str):
+        text = "..." + repr(value[start:])[1:-1]
+        text = f"'{text}'"
+    else:
+        text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -178,3 +178,12 @@ def test_records_missing_a_section_still_diff(missing: str) -> None:
     del new[missing]
 
     assert diff_records(old, new)  # it reports the difference instead of raising
+
+
+def test_long_strings_are_shown_from_where_they_differ() -> None:
+    prefix = "You are a careful writer. " * 5
+    old = {"stop": {"reason": "converged"}, "steps": [{"index": 1, "prompt": prefix + "Be brief."}]}
+    new = {"stop": {"reason": "converged"}, "steps": [{"index": 1, "prompt": prefix + "Be vivid."}]}
+    [line] = diff_records(old, new)
+    assert line.startswith("step 1: prompt: '...")
+    assert "Be brief." in line and "Be vivid." in line
