@@ -57,7 +57,6 @@ class Event(enum.StrEnum):
     RESUMED = "resumed"
     BACKTRACKED = "backtracked"
     RETRIED = "retried"
-    CRASHED = "crashed"
 
 
 @dataclass(frozen=True, slots=True)
