@@ -69,32 +69,21 @@ def _relative(message: str, config: pytest.Config) -> str:
 
 
 def _scenario_test(scenario: Scenario) -> Any:
-    def run(
-        request: pytest.FixtureRequest,
-        tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch,
-        snapshot: Any,
-    ) -> None:
+    def run(request: pytest.FixtureRequest, tmp_path: Path, snapshot: Any) -> None:
+        from ._isolation import isolated
         from .clock import FakeClock
         from .runner import run_scenario
-        from .snapshot import RunRecordExtension, set_volatile_paths
+        from .snapshot import RunRecordExtension, masking
 
-        workdir, home = tmp_path / "work", tmp_path / "home"
-        workdir.mkdir()
-        home.mkdir()
-        # Whatever the loop writes lands in the test's tmp dir, never the checkout or ~.
-        monkeypatch.chdir(workdir)
-        monkeypatch.setenv("HOME", str(home))
-        with FakeClock(start=scenario.clock.start) as clock:
+        with isolated(tmp_path) as workdir, FakeClock(start=scenario.clock.start) as clock:
             result = run_scenario(scenario, clock=clock, workdir=workdir)
         request.node.stash[RECORD_KEY] = result.record
         problems = list(result.problems)
         if scenario.snapshot:
-            set_volatile_paths(
-                [(tmp_path, "<tmp>"), (request.config.rootpath, "<root>"), (Path.home(), "<home>")]
-            )
             assertion = snapshot.use_extension(RunRecordExtension)
-            if assertion != result.record:
+            with masking(tmp_path, request.config.rootpath):
+                matches = assertion == result.record
+            if not matches:
                 diff = "\n".join(assertion.get_assert_diff())
                 problems.insert(
                     0,

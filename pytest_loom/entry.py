@@ -35,7 +35,9 @@ def load_entry(entry: str, *, where: str) -> Callable[..., Any]:
         raise EntryPointError(_raised_at_import(where, entry, exc)) from None
     except Exception as exc:
         raise EntryPointError(_raised_at_import(where, entry, exc)) from None
-    target = getattr(module, attr, None)
+    target: Any = module
+    for part in attr.split("."):
+        target = getattr(target, part, None)
     if target is None:
         names = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
         close = difflib.get_close_matches(attr, names, n=1)

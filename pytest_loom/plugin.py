@@ -43,6 +43,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="loom_scenarios",
         help="collect loop scenario files (see the loom_scenario_glob ini key) as tests",
     )
+    group.addoption(
+        "--no-loom-scenarios",
+        action="store_false",
+        dest="loom_scenarios",
+        help="do not collect loop scenario files, even if the loom_scenarios ini key says so",
+    )
     parser.addini(
         "loom_scenarios",
         type="bool",
@@ -113,6 +119,7 @@ def loom_llm(request: pytest.FixtureRequest, loom_clock: FakeClock) -> Iterator[
 
     llm = MockLLM(clock=loom_clock, **_marker_kwargs(request, "loom_llm"))
     yield llm
+    __tracebackhide__ = True
     llm.verify()
 
 
@@ -138,19 +145,19 @@ def loom_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Check
 
 
 @pytest.fixture
-def loom_snapshot(request: pytest.FixtureRequest, snapshot: SnapshotAssertion) -> SnapshotAssertion:
+def loom_snapshot(
+    request: pytest.FixtureRequest, tmp_path: Path, snapshot: SnapshotAssertion
+) -> Iterator[SnapshotAssertion]:
     """syrupy's ``snapshot``, comparing :class:`~pytest_loom.RunRecord` objects.
 
     ``assert loom_snapshot == record`` stores one readable JSON file per test and explains a
     mismatch with a per-step diff (stop reason first). ``--snapshot-update`` works as usual.
+    Paths under this test's ``tmp_path``, the rootdir and the home directory are masked.
     """
-    from .snapshot import RunRecordExtension, set_volatile_paths
+    from .snapshot import RunRecordExtension, masking
 
-    tmp = request.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
-    set_volatile_paths(
-        [(tmp, "<tmp>"), (request.config.rootpath, "<root>"), (Path.home(), "<home>")]
-    )
-    return snapshot.use_extension(RunRecordExtension)
+    with masking(tmp_path, request.config.rootpath):
+        yield snapshot.use_extension(RunRecordExtension)
 
 
 @pytest.fixture
@@ -173,14 +180,14 @@ def loom_run(
         if isinstance(target, Loop):
             outcome = target.run(state)
             return target.record(outcome.run_id)
+        from ._isolation import isolated
         from .runner import run_scenario
         from .scenario import Scenario, load_scenario
 
         scenario = target if isinstance(target, Scenario) else load_scenario(_find(request, target))
-        workdir = tmp_path / f"loom-run-{next(counter)}"
-        workdir.mkdir()
         loom_clock.move_to(scenario.clock.start)
-        result = run_scenario(scenario, clock=loom_clock, workdir=workdir)
+        with isolated(tmp_path / f"loom-run-{next(counter)}") as workdir:
+            result = run_scenario(scenario, clock=loom_clock, workdir=workdir)
         if check and result.problems:
             pytest.fail("\n".join(result.problems), pytrace=False)
         return result.record

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 RECORD_VERSION = 1
-"""Bumped whenever a field is added, removed or changes meaning."""
+"""Bumped whenever a released record format gains, loses or redefines a field."""
 
 
 class StopReason(enum.StrEnum):
@@ -35,7 +35,7 @@ class StopReason(enum.StrEnum):
     FAILED = "failed"
     """An error ended the run; :attr:`Stop.error_type` names it."""
     PAUSED = "paused"
-    """The run stopped resumably (a step slice was used up, or a crash left it unfinished)."""
+    """The run stopped resumably: it was interrupted (a crash) and has not been resumed."""
     AWAITING_APPROVAL = "awaiting_approval"
     """A human approval is pending."""
     DENIED = "denied"
@@ -217,7 +217,7 @@ def digest(value: Any) -> str:
 
 def sum_usd(*amounts: float) -> float:
     """Add money without float noise creeping into snapshots (12 decimal places)."""
-    return round(sum(amounts), 12)
+    return round(float(sum(amounts)), 12)
 
 
 def _decode_record(data: Mapping[str, Any]) -> RunRecord:

@@ -2,8 +2,8 @@
 
 ``reference`` is built in. Adapters for other runtimes register under the entry-point group
 ``pytest_loom.runtimes`` (an object with ``name``, ``version()`` and ``run(scenario, lab)``
-returning a :class:`~pytest_loom.RunRecord`). A scenario naming a runtime that is not installed
-fails with one line saying which extra to install.
+returning a :class:`~pytest_loom.RunRecord`). A scenario naming a runtime that is not available
+fails with one line saying so and listing the installed runtimes.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from .reference import RUNTIME_NAME, RUNTIME_VERSION, Loop, build_record
 from .scenario import Scenario
 
 ENTRY_POINT_GROUP = "pytest_loom.runtimes"
-KNOWN_EXTRAS = ("loomc", "loom-runner", "tightloop", "loom-agent")
+PLANNED_ADAPTERS = ("loomc", "loom-runner", "tightloop", "loom-agent")
 
 
 class RuntimeNotAvailable(Exception):
@@ -62,12 +62,20 @@ class ReferenceRuntime:
             loop.before_step = faults.before_step
             return loop
 
-        try:
-            make_loop().run(scenario.input, run_id=scenario.id)
-        except SimulatedCrash as crash:
-            if crash.resume:
+        resuming = False
+        while True:
+            loop = make_loop()
+            try:
+                if resuming:
+                    loop.resume(scenario.id)
+                else:
+                    loop.run(scenario.input, run_id=scenario.id)
+                break
+            except SimulatedCrash as crash:
+                if not crash.resume:
+                    break
                 # A restarted process builds the loop afresh and resumes from the checkpoint.
-                make_loop().resume(scenario.id)
+                resuming = True
         record = build_record(lab.store, scenario.id)
         return dataclasses.replace(record, scenario=scenario.id)
 
@@ -79,11 +87,15 @@ def get_runtime(name: str) -> Runtime:
         if ep.name == name:
             runtime: Runtime = ep.load()()
             return runtime
-    if name in KNOWN_EXTRAS:
+    if name in PLANNED_ADAPTERS:
         raise RuntimeNotAvailable(
-            f"runtime {name!r} is not installed: pip install 'pytest-loom[{name}]'"
+            f"runtime {name!r} is not available: this pytest-loom has no {name} adapter yet "
+            f"(installed runtimes: {', '.join(_installed())})"
         )
-    installed = [RUNTIME_NAME, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))]
     raise RuntimeNotAvailable(
-        f"unknown runtime {name!r}: installed runtimes are {', '.join(installed)}"
+        f"unknown runtime {name!r}: installed runtimes are {', '.join(_installed())}"
     )
+
+
+def _installed() -> list[str]:
+    return [RUNTIME_NAME, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))]

@@ -526,10 +526,18 @@ def _raise_fault(node: Node, key: str) -> RaiseFault:
     )
 
 
+def _raisable(cls: type[Exception]) -> bool:
+    try:
+        cls("injected fault")
+    except TypeError:
+        return False
+    return True
+
+
 _BUILTIN_EXCEPTIONS = sorted(
     name
     for name, value in vars(builtins).items()
-    if isinstance(value, type) and issubclass(value, Exception)
+    if isinstance(value, type) and issubclass(value, Exception) and _raisable(value)
 )
 
 
@@ -539,7 +547,7 @@ def _exception_name(node: Node, key: str) -> str:
         raise NodeError(
             line_of(node),
             key,
-            f"{name!r} is not a built-in exception class",
+            f"{name!r} is not a built-in exception class that takes a message",
             "the name of a built-in subclass of Exception, such as ValueError or RuntimeError",
             did_you_mean(name, _BUILTIN_EXCEPTIONS),
         )
@@ -584,7 +592,7 @@ def _fault(node: Node, key: str) -> Fault:
 # --- expectations -----------------------------------------------------------------------------
 
 _LABEL = re.compile(r"(\w+)(?:\((.*)\))?")
-_ERROR_TYPE = re.compile(_DOTTED)
+_ERROR_TYPE = re.compile(r"[^\W\d]\w*")
 _REASONS = [reason.value for reason in StopReason]
 _LIMITS = [limit.value for limit in BudgetLimit]
 
@@ -624,7 +632,8 @@ def _stop_label(node: Node, key: str) -> str:
         raise NodeError(line, key, problem, one_of(_LIMITS), did_you_mean(argument, _LIMITS))
     if reason == StopReason.FAILED and not _ERROR_TYPE.fullmatch(argument):
         expected = "an exception class name, such as failed(ValueError)"
-        raise NodeError(line, key, f"{argument!r} is not an error type name", expected)
+        hint = "records name the bare class (failed(JSONDecodeError)), not its module"
+        raise NodeError(line, key, f"{argument!r} is not an error type name", expected, hint)
     if reason not in (StopReason.BUDGET_EXHAUSTED, StopReason.FAILED):
         hint = "only budget_exhausted(<limit>) and failed(<ErrorType>) take an argument"
         raise NodeError(line, key, f"stop reason {reason!r} takes no argument", reason, hint)

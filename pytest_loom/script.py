@@ -66,6 +66,12 @@ class Turn:
     match: Match | None = None
 
     def __post_init__(self) -> None:
+        if self.error is not None and not isinstance(self.error, LLMErrorKind):
+            try:
+                object.__setattr__(self, "error", LLMErrorKind(self.error))
+            except ValueError:
+                known = ", ".join(k.value for k in LLMErrorKind)
+                raise ValueError(f"Turn(error={self.error!r}): expected one of {known}") from None
         for name in ("input_tokens", "output_tokens"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

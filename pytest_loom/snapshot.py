@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,10 +32,17 @@ MASKED_RUN_ID = "<run-id>"
 _volatile_paths: list[tuple[str, str]] = []
 
 
-def set_volatile_paths(paths: Sequence[tuple[str | Path, str]]) -> None:
-    """Absolute paths to replace by placeholders in snapshots (longest first)."""
-    pairs = [(str(p), label) for p, label in paths if str(p) not in ("", "/")]
-    _volatile_paths[:] = sorted(pairs, key=lambda pair: -len(pair[0]))
+@contextmanager
+def masking(tmp_path: Path, rootdir: Path) -> Iterator[None]:
+    """Mask the test's tmp dir, the rootdir and the home directory in snapshots taken inside."""
+    pairs = [(str(tmp_path), "<tmp>"), (str(rootdir), "<root>"), (str(Path.home()), "<home>")]
+    _volatile_paths[:] = sorted(
+        (p for p in pairs if p[0] not in ("", "/")), key=lambda p: -len(p[0])
+    )
+    try:
+        yield
+    finally:
+        _volatile_paths.clear()
 
 
 def serialize_record(record: RunRecord) -> str:

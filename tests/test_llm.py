@@ -460,3 +460,11 @@ def test_script_appends_turns_and_rules_after_construction() -> None:
         llm.complete("again please")
     with pytest.raises(TypeError, match="expected a Turn or a Rule"):
         llm.script("not a turn")  # type: ignore[arg-type]
+
+
+def test_turn_error_may_be_given_as_text() -> None:
+    llm = MockLLM([Turn(error="rate_limit")])  # type: ignore[arg-type]
+    with pytest.raises(RateLimitError):
+        llm.complete("hi")
+    with pytest.raises(ValueError, match="expected one of"):
+        Turn(error="rate_limt")  # type: ignore[arg-type]

@@ -210,13 +210,41 @@ def test_entry_raising_at_import(project: pytest.Pytester) -> None:
     no_internal_traceback(result)
 
 
-def test_runtime_not_installed_is_one_line(project: pytest.Pytester) -> None:
+def test_unavailable_runtime_is_one_line(project: pytest.Pytester) -> None:
     write(project, "refine.loom.yaml", "runtime: loom-agent\n" + SCENARIO)
     result = run(project, "--loom-scenarios")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
-        ["*runtime 'loom-agent' is not installed: pip install 'pytest-loom[[]loom-agent[]]'"]
+        [
+            "runtime 'loom-agent' is not available: *no loom-agent adapter*"
+            " (installed runtimes: reference)"
+        ]
     )
+    no_internal_traceback(result)
+
+
+def test_no_loom_scenarios_overrides_the_ini(project: pytest.Pytester) -> None:
+    write(project, "refine.loom.yaml", SCENARIO)
+    project.makeini("[pytest]\npythonpath = .\nloom_scenarios = true\n")
+    assert run(project, "--collect-only", "-q").ret == pytest.ExitCode.OK
+    no = run(project, "--no-loom-scenarios", "--collect-only", "-q")
+    assert no.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def test_entry_point_may_name_a_class_attribute(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        builders="from loops import build\n\nclass Builders:\n    refine = staticmethod(build)\n"
+    )
+    write(project, "refine.loom.yaml", SCENARIO.replace("loops:build", "builders:Builders.refine"))
+    run(project, "--loom-scenarios", "--snapshot-update").assert_outcomes(passed=1)
+
+
+def test_crashing_twice_resumes_twice(project: pytest.Pytester) -> None:
+    faults = "faults:\n  - crash: {step: 2}\n  - crash: {step: 3}\n"
+    write(project, "refine.loom.yaml", SCENARIO + faults)
+    run(project, "--loom-scenarios", "--snapshot-update").assert_outcomes(passed=1)
+    record = (project.path / "scenarios/__snapshots__/refine.loom/refine.run.json").read_text()
+    assert record.count('"resumed"') == 2
 
 
 def test_wall_clock_budget_in_fake_time(project: pytest.Pytester) -> None:

@@ -853,12 +853,16 @@ def test_fault_that_is_not_a_mapping(tmp_path: Path) -> None:
     [
         (
             "ValueErorr",
-            "'ValueErorr' is not a built-in exception class",
+            "'ValueErorr' is not a built-in exception class that takes a message",
             "did you mean 'ValueError'?",
         ),
-        ("KeyboardInterrupt", "'KeyboardInterrupt' is not a built-in exception class", None),
-        ("print", "'print' is not a built-in exception class", None),
-        ("Frobnicate", "'Frobnicate' is not a built-in exception class", None),
+        (
+            "KeyboardInterrupt",
+            "'KeyboardInterrupt' is not a built-in exception class that takes a message",
+            None,
+        ),
+        ("print", "'print' is not a built-in exception class that takes a message", None),
+        ("Frobnicate", "'Frobnicate' is not a built-in exception class that takes a message", None),
     ],
 )
 def test_raise_fault_needs_a_builtin_exception(
@@ -907,7 +911,7 @@ def test_turn_match_may_be_empty(tmp_path: Path) -> None:
         "budget_exhausted(wall_clock)",
         "failed",
         "failed(ValueError)",
-        "failed(httpx.ReadTimeout)",
+        "failed(ReadTimeout)",
     ],
 )
 def test_valid_stop_labels(tmp_path: Path, label: str) -> None:
@@ -1165,3 +1169,20 @@ def test_schema_agrees_with_the_parser(text: str, verdict: str) -> None:
     validator = jsonschema.Draft202012Validator(schema)
     errors = list(validator.iter_errors(_json_ready(yaml.safe_load(textwrap.dedent(text)))))
     assert (VALID if not errors else INVALID) == verdict, [e.message for e in errors]
+
+
+def test_raise_fault_rejects_exceptions_that_take_no_message(tmp_path: Path) -> None:
+    path = tmp_path / "s.loom.yaml"
+    path.write_text(
+        "version: 1\nentry: m:build\nfaults:\n  - raise: {step: 1, error: UnicodeDecodeError}\n"
+    )
+    with pytest.raises(ScenarioError, match="not a built-in exception class that takes a message"):
+        load_scenario(path)
+
+
+def test_failed_label_takes_the_bare_class_name(tmp_path: Path) -> None:
+    path = tmp_path / "s.loom.yaml"
+    path.write_text("version: 1\nentry: m:build\nexpect: {stop: failed(json.JSONDecodeError)}\n")
+    with pytest.raises(ScenarioError, match="bare class") as info:
+        load_scenario(path)
+    assert info.value.line == 3
