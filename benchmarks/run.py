@@ -7,7 +7,7 @@ tests. This script measures each claim next to a yardstick measured in the same 
 machine (raw ``sqlite3``; bare parametrized pytest tests with syrupy snapshots), prints a table
 and writes it into ``docs/performance.md`` so the figures in the docs are reproducible::
 
-    .venv/bin/python benchmarks/run.py            # full run (~40 s), rewrites the doc's table
+    .venv/bin/python benchmarks/run.py            # full run (~30 s), rewrites the doc's table
     .venv/bin/python benchmarks/run.py --quick    # CI-sized (~10 s), prints only
     .venv/bin/python benchmarks/run.py --check    # exit 1 if a ratio is worse than its target
 
@@ -37,8 +37,10 @@ import orjson
 
 from pytest_loom._clockpatch import real_perf_counter as clock
 from pytest_loom.budget import Budget
+from pytest_loom.clock import FakeClock
 from pytest_loom.record import BudgetLimit, StopReason
 from pytest_loom.reference import Loop
+from pytest_loom.runner import run_scenario
 from pytest_loom.scenario import load_scenario
 from pytest_loom.store import CheckpointStore
 
@@ -268,10 +270,15 @@ def build_crashed_run(path: Path, steps: int) -> None:
 
 
 def reset_crashed_run(path: Path, steps: int) -> None:
-    """Undo a resume: drop the step it added and mark the run unfinished again (not timed)."""
+    """Undo a resume: drop the step it added and mark the run unfinished again (not timed).
+
+    Knows the store's layout: a step's rowid is the run's key << 32 | its number.
+    """
     db = sqlite3.connect(path, isolation_level=None)
-    db.execute("DELETE FROM loom_steps WHERE run_id=? AND n>?", (RUN_ID, steps))
-    db.execute("UPDATE loom_runs SET status='running', stop=NULL WHERE run_id=?", (RUN_ID,))
+    (key,) = db.execute("SELECT key FROM loom_runs WHERE run_id=?", (RUN_ID,)).fetchone()
+    first_after, next_run = (key << 32) | (steps + 1), (key + 1) << 32
+    db.execute("DELETE FROM loom_steps WHERE id >= ? AND id < ?", (first_after, next_run))
+    db.execute("UPDATE loom_runs SET status='running', stop=NULL WHERE key=?", (key,))
     db.close()
 
 
@@ -280,7 +287,27 @@ class ResumeTiming:
     total: float
     open: float
     loop: float
-    resume: float
+    rest: float
+    """Restoring the last checkpoint, or (resume + 1 step) resuming, stepping and ending."""
+
+
+def reference_restore(path: Path, steps: int) -> ResumeTiming:
+    """A fresh process's resume up to the point where it could run the next step.
+
+    New store, new loop, then what ``Loop.resume`` does before its first step: read the run and
+    its last checkpoint and decode them (``Loop._restore``). Nothing is written.
+    """
+    t0 = clock()
+    store = CheckpointStore(path)
+    t1 = clock()
+    loop = Loop(trivial_step, budget=Budget(iterations=steps + 1), store=store)
+    t2 = clock()
+    state, _carry, n = loop._restore(RUN_ID)
+    t3 = clock()
+    store.close()
+    if n != steps or state["i"] != steps:
+        raise RuntimeError(f"restored step {n} (state {state}), expected step {steps}")
+    return ResumeTiming(t3 - t0, t1 - t0, t2 - t1, t3 - t2)
 
 
 def reference_resume(path: Path, steps: int) -> ResumeTiming:
@@ -330,7 +357,7 @@ def raw_resume(path: Path) -> float:
 
 
 def raw_resume_and_step(path: Path) -> float:
-    """The same, then commit one more row the way the raw baseline does (informational)."""
+    """The same, then commit one more row the way the raw per-step baseline does."""
     t0 = clock()
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA synchronous=NORMAL")
@@ -344,6 +371,30 @@ def raw_resume_and_step(path: Path) -> float:
     return elapsed
 
 
+@dataclass(frozen=True, slots=True)
+class ResumeSamples:
+    restore: ResumeTiming
+    raw: float
+    resume: ResumeTiming
+    raw_write: float
+
+
+def resume_samples(ref: Path, raw: Path, steps: int, *, raw_first: bool) -> ResumeSamples:
+    """One timing of each resume measurement, the two sides of each right after each other.
+
+    Which side goes first alternates between repeats: the first open after another connection
+    wrote and closed a database pays for part of that close's filesystem work, so neither side
+    may always be the one that follows it.
+    """
+    if raw_first:
+        plain, restored = raw_resume(raw), reference_restore(ref, steps)
+        plain_write, resumed = raw_resume_and_step(raw), reference_resume(ref, steps)
+    else:
+        restored, plain = reference_restore(ref, steps), raw_resume(raw)
+        resumed, plain_write = reference_resume(ref, steps), raw_resume_and_step(raw)
+    return ResumeSamples(restored, plain, resumed, plain_write)
+
+
 def measure_resume(plan: Plan, scratch: Scratch) -> tuple[list[Row], list[Detail]]:
     sizes = (plan.resume_long, plan.resume_short)
     progress(f"resume: building {plan.resume_long:,}- and {plan.resume_short:,}-step histories")
@@ -353,30 +404,40 @@ def measure_resume(plan: Plan, scratch: Scratch) -> tuple[list[Row], list[Detail
         build_crashed_run(ref_db[n], n)
         build_raw_history(raw_db[n], n)
     progress(f"resume: {plan.resume_repeats} repeats")
-    ref: dict[int, list[ResumeTiming]] = {n: [] for n in sizes}
+    restore: dict[int, list[ResumeTiming]] = {n: [] for n in sizes}
+    resume: dict[int, list[ResumeTiming]] = {n: [] for n in sizes}
     raw: dict[int, list[float]] = {n: [] for n in sizes}
     raw_write: dict[int, list[float]] = {n: [] for n in sizes}
     warmup = 2
     for rep in range(warmup + plan.resume_repeats):
         for n in sizes:
-            timing = reference_resume(ref_db[n], n)
-            plain = raw_resume(raw_db[n])
-            plain_write = raw_resume_and_step(raw_db[n])
+            samples = resume_samples(ref_db[n], raw_db[n], n, raw_first=rep % 2 == 1)
             if rep >= warmup:
-                ref[n].append(timing)
-                raw[n].append(plain)
-                raw_write[n].append(plain_write)
+                restore[n].append(samples.restore)
+                raw[n].append(samples.raw)
+                resume[n].append(samples.resume)
+                raw_write[n].append(samples.raw_write)
     rows: list[Row] = []
-    details: list[Detail] = []
-    total = {n: median(t.total for t in ref[n]) for n in sizes}
+    loaded = {n: median(t.total for t in restore[n]) for n in sizes}
+    stepped = {n: median(t.total for t in resume[n]) for n in sizes}
+    repeats = f"median of {plan.resume_repeats}"
     for n in sizes:
-        yard = median(raw[n])
         rows.append(
             Row(
-                f"resume + 1 step after {n:,} steps (median of {plan.resume_repeats})",
-                ms(total[n]),
-                f"{ms(yard)} raw open + read last row",
-                total[n] / yard,
+                f"resume after {n:,} steps: open + load last checkpoint ({repeats})",
+                ms(loaded[n]),
+                f"{ms(median(raw[n]))} raw open + read last row",
+                loaded[n] / median(raw[n]),
+                2.0,
+            )
+        )
+    for n in sizes:
+        rows.append(
+            Row(
+                f"resume + 1 step after {n:,} steps ({repeats})",
+                ms(stepped[n]),
+                f"{ms(median(raw_write[n]))} raw open + read last row + commit 1 row",
+                stepped[n] / median(raw_write[n]),
                 2.0,
             )
         )
@@ -384,34 +445,33 @@ def measure_resume(plan: Plan, scratch: Scratch) -> tuple[list[Row], list[Detail
     rows.append(
         Row(
             f"resume after {long:,} vs {short:,} steps (history independence)",
-            ms(total[long]),
-            f"{ms(total[short])} at {short:,} steps",
-            total[long] / total[short],
+            ms(loaded[long]),
+            f"{ms(loaded[short])} at {short:,} steps",
+            loaded[long] / loaded[short],
             1.5,
         )
     )
-    timings = ref[long]
-    details += [
+    opened, resumed = restore[long], resume[long]
+    details = [
         Detail(
             f"resume after {long:,}: `CheckpointStore(path)`",
-            ms(median(t.open for t in timings)),
-            "connect, `journal_mode=WAL`, `synchronous`, `CREATE TABLE IF NOT EXISTS` x3, "
-            "schema-version read",
+            ms(median(t.open for t in opened)),
+            "connect, `synchronous` pragma, schema-version read",
         ),
         Detail(
             f"resume after {long:,}: `Loop(...)`",
-            ms(median(t.loop for t in timings)),
+            ms(median(t.loop for t in opened)),
             "constructor (inspects the step's signature)",
         ),
         Detail(
-            f"resume after {long:,}: `loop.resume(run_id)`",
-            ms(median(t.resume for t in timings)),
-            "read run row + last checkpoint, decode, run 1 step, commit it, mark the run finished",
+            f"resume after {long:,}: load last checkpoint",
+            ms(median(t.rest for t in opened)),
+            "read the run and its last step (one query), decode state and carry (`Loop._restore`)",
         ),
         Detail(
-            f"resume after {long:,}: raw open + read + commit 1 row",
-            ms(median(raw_write[long])),
-            "the raw yardstick plus the one write a resume must make (no target)",
+            f"resume + 1 step after {long:,}: `loop.resume(run_id)`",
+            ms(median(t.rest for t in resumed)),
+            "load the last checkpoint, run 1 step, commit it together with the run's end",
         ),
     ]
     return rows, details
@@ -551,7 +611,7 @@ def measure_scenarios(plan: Plan, root: Path) -> tuple[list[Row], list[Detail]]:
     progress(f"scenario overhead: {plan.scenario_repeats} timed runs each")
     loom_times: list[float] = []
     bare_times: list[float] = []
-    fresh: list[tuple[float, float, float]] = []
+    fresh: list[tuple[float, ...]] = []
     for _ in range(plan.scenario_repeats):
         loom_times.append(run_pytest(loom, loom_args, n, sandbox))
         bare_times.append(run_pytest(bare, bare_args, n, sandbox))
@@ -563,6 +623,7 @@ def measure_scenarios(plan: Plan, root: Path) -> tuple[list[Row], list[Detail]]:
         t0 = clock()
         load_scenario(path)
         load_times.append(clock() - t0)
+    clock_times, run_times = scenario_run_cost(loom, root / "in-process", 20)
     row = Row(
         f"{n} scenarios under `pytest --loom-scenarios` (median of {plan.scenario_repeats})",
         f"{lt:.2f} s",
@@ -570,7 +631,9 @@ def measure_scenarios(plan: Plan, root: Path) -> tuple[list[Row], list[Detail]]:
         lt / bt,
         1.3,
     )
-    fresh_open, fresh_close, fsync = (median(column) for column in zip(*fresh, strict=True))
+    off_open, off_close, normal_open, normal_close, fsync = (
+        median(column) for column in zip(*fresh, strict=True)
+    )
     details = [
         Detail(
             "scenario overhead per test",
@@ -580,9 +643,15 @@ def measure_scenarios(plan: Plan, root: Path) -> tuple[list[Row], list[Detail]]:
         ),
         Detail(
             "fresh checkpoint db (each scenario gets one)",
-            f"{ms(fresh_open)} + {ms(fresh_close)}",
-            f"`CheckpointStore(new file)` + `close()` (median of {len(fresh)}): creating a WAL "
-            "database and checkpointing it on close cost fsyncs",
+            f"{ms(off_open)} + {ms(off_close)}",
+            f'`CheckpointStore(new file, durability="off")` + `close()` (median of '
+            f"{len(fresh)}), as the runner makes it: no fsync",
+        ),
+        Detail(
+            "the same with the default durability",
+            f"{ms(normal_open)} + {ms(normal_close)}",
+            '`durability="normal"`: creating the WAL database and checkpointing it on close '
+            "cost fsyncs",
         ),
         Detail(
             "strict load of one scenario file",
@@ -591,26 +660,67 @@ def measure_scenarios(plan: Plan, root: Path) -> tuple[list[Row], list[Detail]]:
             f"numbers, strict validation; median of {len(load_times)})",
         ),
         Detail(
+            "run one scenario in-process",
+            ms(median(run_times)),
+            "`run_scenario` in a new work dir: mock LLM, fresh checkpoint db, build the loop, "
+            "3 steps, rebuild the record from the db, check expectations (median of "
+            f"{len(run_times)})",
+        ),
+        Detail(
+            "fake clock start + stop",
+            ms(median(clock_times)),
+            "installing and removing the `FakeClock` patches, once per scenario "
+            f"(median of {len(clock_times)})",
+        ),
+        Detail(
             "fsync of 4 KiB in the temp dir",
             ms(fsync),
-            f"this disk's sync latency (median of {len(fresh)}), which the figure above is made of",
+            f"this disk's sync latency (median of {len(fresh)}), which the default-durability "
+            "figure is made of",
         ),
     ]
     return [row], details
 
 
-def fresh_store_cost(root: Path, repeats: int) -> list[tuple[float, float, float]]:
-    """(open, close, fsync) seconds: a new checkpoint database as each scenario makes one."""
-    samples: list[tuple[float, float, float]] = []
+def scenario_run_cost(project: Path, root: Path, count: int) -> tuple[list[float], list[float]]:
+    """Seconds to start and stop a fake clock, and to run one loaded scenario, in-process."""
+    sys.path.insert(0, str(project))  # the scenarios' entry module
+    try:
+        scenarios = [load_scenario(path) for path in sorted(project.glob("*.loom.yaml"))[:count]]
+        clock_times: list[float] = []
+        run_times: list[float] = []
+        for i, scenario in enumerate(scenarios):
+            workdir = root / f"s{i}"
+            workdir.mkdir(parents=True)
+            t0 = clock()
+            fake = FakeClock(start=scenario.clock.start).start()
+            t1 = clock()
+            run_scenario(scenario, clock=fake, workdir=workdir)
+            t2 = clock()
+            fake.stop()
+            t3 = clock()
+            clock_times.append(t1 - t0 + t3 - t2)
+            run_times.append(t2 - t1)
+    finally:
+        sys.path.remove(str(project))
+    return clock_times, run_times
+
+
+def fresh_store_cost(root: Path, repeats: int) -> list[tuple[float, ...]]:
+    """Seconds to open and close a new checkpoint database as each scenario makes one
+    (``durability="off"``), the same with the default durability, and a bare fsync."""
+    samples: list[tuple[float, ...]] = []
     path, scratch_file = root / "fresh.db", root / "fsync.bin"
     for _ in range(repeats):
-        t0 = clock()
-        store = CheckpointStore(path)
-        opened = clock() - t0
-        t0 = clock()
-        store.close()
-        closed = clock() - t0
-        remove_db(path)
+        times: list[float] = []
+        for durability in ("off", "normal"):
+            t0 = clock()
+            store = CheckpointStore(path, durability=durability)
+            times.append(clock() - t0)
+            t0 = clock()
+            store.close()
+            times.append(clock() - t0)
+            remove_db(path)
         fd = os.open(scratch_file, os.O_CREAT | os.O_WRONLY | os.O_TRUNC)
         try:
             os.write(fd, b"x" * 4096)
@@ -620,7 +730,7 @@ def fresh_store_cost(root: Path, repeats: int) -> list[tuple[float, float, float
         finally:
             os.close(fd)
         scratch_file.unlink()
-        samples.append((opened, closed, synced))
+        samples.append((*times, synced))
     return samples
 
 

@@ -29,11 +29,12 @@ class StepContext:
     """Per-step handle: ``ctx.llm``, ``ctx.tool(...)``, ``ctx.add_cost(...)``, ``ctx.spent``."""
 
     __slots__ = (
+        "_cost_usd",
         "_elapsed",
-        "_extra_input",
-        "_extra_output",
         "_extra_usd",
+        "_input_tokens",
         "_llm",
+        "_output_tokens",
         "_spent_before",
         "budget",
         "index",
@@ -45,7 +46,6 @@ class StepContext:
 
     def __init__(
         self,
-        *,
         index: int,
         run_id: str,
         budget: Budget,
@@ -63,9 +63,11 @@ class StepContext:
         self._llm = llm
         self._spent_before = spent_before
         self._elapsed = elapsed
+        # This step's spend, kept current as calls and costs arrive (read far more often).
         self._extra_usd = 0.0
-        self._extra_input = 0
-        self._extra_output = 0
+        self._cost_usd = 0.0
+        self._input_tokens = 0
+        self._output_tokens = 0
 
     @property
     def llm(self) -> StepLLM:
@@ -78,32 +80,45 @@ class StepContext:
 
     @property
     def cost_usd(self) -> float:
-        return sum_usd(self._extra_usd, *(c.cost_usd for c in self.llm_calls))
+        return self._cost_usd
 
     @property
     def input_tokens(self) -> int:
-        return self._extra_input + sum(c.input_tokens for c in self.llm_calls)
+        return self._input_tokens
 
     @property
     def output_tokens(self) -> int:
-        return self._extra_output + sum(c.output_tokens for c in self.llm_calls)
+        return self._output_tokens
 
     @property
     def spent(self) -> Spend:
         """What the run has used, including this step so far."""
         before = self._spent_before
         return Spend(
-            usd=sum_usd(before.usd, self.cost_usd),
+            usd=sum_usd(before.usd, self._cost_usd),
             iterations=before.iterations,
-            tokens=before.tokens + self.input_tokens + self.output_tokens,
+            tokens=before.tokens + self._input_tokens + self._output_tokens,
             wall_clock=self._elapsed(),
         )
 
     def add_cost(self, usd: float = 0.0, *, input_tokens: int = 0, output_tokens: int = 0) -> None:
         """Account for spend the lab cannot see (an embedding call, a paid API)."""
         self._extra_usd = sum_usd(self._extra_usd, usd)
-        self._extra_input += input_tokens
-        self._extra_output += output_tokens
+        self._input_tokens += input_tokens
+        self._output_tokens += output_tokens
+        self._update_cost()
+
+    def record_llm_call(self, call: LLMCall) -> None:
+        """Account for an LLM call the lab served during this step (called by the runtime)."""
+        self.llm_calls.append(call)
+        self._input_tokens += call.input_tokens
+        self._output_tokens += call.output_tokens
+        self._update_cost()
+
+    def _update_cost(self) -> None:
+        # Always the same sum in the same order (extra cost first, then the calls), so the
+        # figure does not depend on when add_cost was called.
+        self._cost_usd = sum_usd(self._extra_usd, *(c.cost_usd for c in self.llm_calls))
 
     def tool(self, name: str, fn: Callable[..., Any], /, **args: Any) -> Any:
         """Run ``fn(**args)`` as the tool ``name`` and record the call (and its failure)."""

@@ -41,7 +41,9 @@ def run_scenario(scenario: Scenario, *, clock: FakeClock, workdir: Path) -> Scen
         allow_unused=spec.allow_unused,
         clock=clock,
     )
-    with CheckpointStore(workdir / f"{scenario.id}.checkpoints.db") as store:
+    # A throwaway database whose crashes are simulated in-process: it needs no fsync.
+    path = workdir / f"{scenario.id}.checkpoints.db"
+    with CheckpointStore(path, durability="off") as store:
         lab = Lab(
             scenario=scenario.id,
             llm=llm,
