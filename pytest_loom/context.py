@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from .budget import Budget, Spend
 from .record import BudgetLimit, LLMCall, ToolCall, digest, sum_usd
 
@@ -17,8 +19,12 @@ if TYPE_CHECKING:
     from .llm import MockLLM, Response
 
 
-class BudgetStop(Exception):
-    """Raised inside a step when the budget ran out before an LLM call could be made."""
+class BudgetStop(BaseException):
+    """Raised inside a step when the budget ran out before an LLM call could be made.
+
+    A ``BaseException``, like ``asyncio.CancelledError``: a step's ``except Exception`` must
+    not swallow the budget check.
+    """
 
     def __init__(self, limit: BudgetLimit) -> None:
         super().__init__(f"budget exhausted ({limit}) before the next LLM call")
@@ -122,12 +128,13 @@ class StepContext:
 
     def tool(self, name: str, fn: Callable[..., Any], /, **args: Any) -> Any:
         """Run ``fn(**args)`` as the tool ``name`` and record the call (and its failure)."""
+        recorded = _copy(args)  # as called: the step may mutate the arguments afterwards
         try:
             result = fn(**args)
         except Exception as exc:
-            self.tool_calls.append(ToolCall(name, args, "error", digest(repr(exc))))
+            self.tool_calls.append(ToolCall(name, recorded, "error", digest(repr(exc))))
             raise
-        self.tool_calls.append(ToolCall(name, args, "ok", digest(result)))
+        self.tool_calls.append(ToolCall(name, recorded, "ok", digest(result)))
         return result
 
     def check_budget(self) -> None:
@@ -176,3 +183,11 @@ class StepLLM:
         return await ctx._llm.acomplete(
             messages, model=model, tools=tools, max_tokens=max_tokens, **params
         )
+
+
+def _copy(args: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A deep, JSON-shaped copy of tool arguments (values JSON cannot hold become their repr)."""
+    copied: Mapping[str, Any] = orjson.loads(
+        orjson.dumps(args, default=repr, option=orjson.OPT_NON_STR_KEYS)
+    )
+    return copied

@@ -33,6 +33,10 @@ class FaultPlan:
         ]
         self._llm_errors = [f for f in faults if isinstance(f, LLMErrorFault)]
 
+    def unfired(self) -> list[RaiseFault | CrashFault]:
+        """Step faults the run never reached (it ended before their step)."""
+        return list(self._pending)
+
     def arm(self, llm: MockLLM) -> None:
         for fault in self._llm_errors:
             llm.inject_error(fault.call, fault.kind)

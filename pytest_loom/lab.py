@@ -14,6 +14,7 @@ from typing import Any
 
 from .budget import Budget
 from .clock import FakeClock
+from .faults import FaultPlan
 from .llm import MockLLM
 from .reference import Loop, StepFn
 from .store import CheckpointStore
@@ -31,6 +32,8 @@ class Lab:
     workdir: Path
     options: Mapping[str, Any] = field(default_factory=dict)
     step_seconds: float = 0.0
+    faults: FaultPlan = field(default_factory=lambda: FaultPlan(()))
+    """The scenario's faults; a runtime adapter calls ``faults.before_step(n)`` as step n starts."""
 
     def loop(self, step: StepFn, **kwargs: Any) -> Loop:
         """A reference :class:`Loop` over ``step`` with the lab's budget, store, LLM and clock.

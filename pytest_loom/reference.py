@@ -103,11 +103,6 @@ class _Carry:
             self.max_step_tokens = tokens
 
 
-def _first(state: Any) -> _Carry:
-    """The carry of a new run: the initial state's digest makes a no-op first step count."""
-    return _Carry(digest=_digest(_dumps(state)))
-
-
 def _digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
@@ -182,26 +177,32 @@ class Loop:
 
     def run(self, state: Any, *, run_id: str | None = None) -> RunOutcome:
         """Start a new run from ``state``; sync and async steps alike."""
-        return self._execute(
-            self._drive(self._begin(run_id), state, _first(state), 0, resumed=False)
-        )
+        return self._execute(self._drive(*self._begin(run_id, state), resumed=False))
 
     def resume(self, run_id: str) -> RunOutcome:
         """Continue ``run_id`` from its last committed step, with the budget already spent."""
         return self._execute(self._resume(run_id))
 
     async def arun(self, state: Any, *, run_id: str | None = None) -> RunOutcome:
-        return await self._drive(self._begin(run_id), state, _first(state), 0, resumed=False)
+        return await self._drive(*self._begin(run_id, state), resumed=False)
 
     async def aresume(self, run_id: str) -> RunOutcome:
         return await self._resume(run_id)
 
-    def _begin(self, run_id: str | None) -> str:
+    def _begin(self, run_id: str | None, state: Any) -> tuple[str, Any, _Carry, int]:
+        """Register the run and checkpoint its initial state as step 0.
+
+        So a run that dies before its first step commits can still be resumed.
+        """
         run_id = run_id or f"run-{len(self.store.runs()) + 1}"
         self.store.begin_run(
             run_id, scenario=self.scenario, runtime=RUNTIME_NAME, budget=orjson.dumps(self.budget)
         )
-        return run_id
+        state_bytes = _dumps(state)
+        carry = _Carry(digest=_digest(state_bytes))
+        record = {"step": {"state_digest": carry.digest}, "carry": _carry_record(carry)}
+        self.store.commit_step(run_id, 0, state_bytes, orjson.dumps(record))
+        return run_id, state, carry, 0
 
     def _execute(self, coro: Awaitable[RunOutcome]) -> RunOutcome:
         if _is_async(self.step):

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .clock import FakeClock
+from .faults import FaultPlan
 from .lab import Lab
 from .llm import MockLLM, UnconsumedTurnsError
 from .record import RunRecord
 from .runtimes import get_runtime
-from .scenario import Bound, Scenario
+from .scenario import Bound, CrashFault, Scenario
 from .store import CheckpointStore
 
 
@@ -41,6 +42,8 @@ def run_scenario(scenario: Scenario, *, clock: FakeClock, workdir: Path) -> Scen
         allow_unused=spec.allow_unused,
         clock=clock,
     )
+    faults = FaultPlan(scenario.faults)
+    faults.arm(llm)
     # A throwaway database whose crashes are simulated in-process: it needs no fsync.
     path = workdir / f"{scenario.id}.checkpoints.db"
     with CheckpointStore(path, durability="off") as store:
@@ -53,12 +56,28 @@ def run_scenario(scenario: Scenario, *, clock: FakeClock, workdir: Path) -> Scen
             workdir=workdir,
             options=scenario.options,
             step_seconds=scenario.clock.step_s,
+            faults=faults,
         )
         record = runtime.run(scenario, lab)
     run = ScenarioRun(scenario, record, llm)
     run.problems.extend(_llm_problems(scenario, llm))
+    run.problems.extend(_fault_problems(scenario, faults, record))
     run.problems.extend(check_expectations(scenario, record))
     return run
+
+
+def _fault_problems(scenario: Scenario, faults: FaultPlan, record: RunRecord) -> list[str]:
+    problems = []
+    for fault in faults.unfired():
+        i = scenario.faults.index(fault)
+        kind = "crash" if isinstance(fault, CrashFault) else "raise"
+        problems.append(
+            f"{scenario.path}:{scenario.lines.get(f'faults[{i}]', 1)}: faults[{i}]: the {kind} "
+            f"at step {fault.step} never happened: the run ended after "
+            f"{record.totals.steps} steps ({record.stop.label})\n"
+            "  hint: move the fault to a step the run reaches, or remove it"
+        )
+    return problems
 
 
 def _llm_problems(scenario: Scenario, llm: MockLLM) -> list[str]:

@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 from typing import Protocol
 
 from .entry import call_entry, load_entry
-from .faults import FaultPlan, SimulatedCrash
+from .faults import SimulatedCrash
 from .lab import Lab
 from .record import RunRecord
 from .reference import RUNTIME_NAME, RUNTIME_VERSION, Loop, build_record
@@ -48,8 +48,7 @@ class ReferenceRuntime:
     def run(self, scenario: Scenario, lab: Lab) -> RunRecord:
         where = f"{scenario.path}:{scenario.entry_line}"
         build = load_entry(scenario.entry, where=where)
-        faults = FaultPlan(scenario.faults)
-        faults.arm(lab.llm)
+        faults = lab.faults
 
         def make_loop() -> Loop:
             loop = call_entry(build, lab, entry=scenario.entry, where=where)

@@ -247,6 +247,20 @@ def test_crashing_twice_resumes_twice(project: pytest.Pytester) -> None:
     assert record.count('"resumed"') == 2
 
 
+def test_a_fault_the_run_never_reaches_fails_the_scenario(project: pytest.Pytester) -> None:
+    write(
+        project, "refine.loom.yaml", SCENARIO + "faults:\n  - crash: {step: 7}\nsnapshot: false\n"
+    )
+    result = run(project, "--loom-scenarios")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*refine.loom.yaml:13: faults[[]0[]]: the crash at step 7 never happened: the run ended"
+            " after 3 steps (converged)"
+        ]
+    )
+
+
 def test_wall_clock_budget_in_fake_time(project: pytest.Pytester) -> None:
     write(
         project,

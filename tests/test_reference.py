@@ -7,6 +7,7 @@ database under ``tmp_path``, so each run is the same every time and takes no rea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -548,13 +549,18 @@ def test_resuming_an_unknown_run_names_the_known_runs(make_loop: MakeLoop) -> No
         loop.resume("missing")
 
 
-def test_resuming_a_run_that_crashed_before_any_step_is_refused(make_loop: MakeLoop) -> None:
+def test_a_run_that_crashed_before_its_first_step_resumes_from_the_initial_state(
+    make_loop: MakeLoop,
+) -> None:
     loop = make_loop(crashing_at(1, costing()), budget=Budget(iterations=3))
     with pytest.raises(Killed):
-        loop.run(0)
+        loop.run(10)
+    assert loop.record("run-1").steps == ()
 
-    with pytest.raises(CheckpointError, match="no committed step"):
-        make_loop(count_up, budget=Budget(iterations=3)).resume("run-1")
+    outcome = make_loop(count_up, budget=Budget(iterations=3)).resume("run-1")
+
+    assert (outcome.steps, outcome.state) == (3, 13)
+    assert loop.record("run-1").steps[0].events == ("resumed",)
 
 
 # --- retries -----------------------------------------------------------------------------------
@@ -842,3 +848,36 @@ def test_state_that_is_not_json_serialisable_is_a_type_error(make_loop: MakeLoop
 
     with pytest.raises(TypeError, match="loop state must be JSON-serialisable"):
         loop.run({})
+
+
+def test_a_step_catching_every_exception_cannot_swallow_the_budget(
+    tmp_path: Path, loom_clock: FakeClock
+) -> None:
+    llm = MockLLM(rules=[Rule(Match(), Turn(text="ok", latency_s=60.0))], clock=loom_clock)
+
+    def stubborn(state: int, ctx: StepContext) -> int:
+        for _ in range(10):
+            with contextlib.suppress(Exception):  # a broad handler, as real loops have
+                ctx.llm.complete("again")
+        return state + 1
+
+    with CheckpointStore(tmp_path / "run.db") as store:
+        loop = Loop(stubborn, budget=Budget.of(wall_clock="3m"), store=store, llm=llm)
+        outcome = loop.run(0)
+
+    assert outcome.stop.label == "budget_exhausted(wall_clock)"
+    assert len(llm.calls) == 3
+
+
+def test_tool_arguments_are_recorded_as_called(tmp_path: Path, loom_clock: FakeClock) -> None:
+    def step(state: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+        files = {"a.py": "old"}
+        ctx.tool("read", lambda files: dict(files), files=files)
+        files["a.py"] = "new"  # mutated after the call
+        return {"n": state["n"] + 1}
+
+    with CheckpointStore(tmp_path / "run.db") as store:
+        loop = Loop(step, budget=Budget(iterations=1), store=store)
+        record = loop.record(loop.run({"n": 0}).run_id)
+
+    assert record.steps[0].tool_calls[0].args == {"files": {"a.py": "old"}}
