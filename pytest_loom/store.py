@@ -283,9 +283,9 @@ class CheckpointStore:
             return None
         first = key << _STEP_BITS
         row = self._db.execute(
-            "SELECT id - ?1, state, record FROM loom_steps WHERE id BETWEEN ?1 AND ?2 "
+            "SELECT id - :first, state, record FROM loom_steps WHERE id BETWEEN :first AND :last "
             "ORDER BY id DESC LIMIT 1",
-            (first, first | _MAX_STEP),
+            {"first": first, "last": first | _MAX_STEP},
         ).fetchone()
         return None if row is None else StepRow(*row)
 
@@ -306,8 +306,9 @@ class CheckpointStore:
             return
         first = key << _STEP_BITS
         cursor = self._db.execute(
-            "SELECT id - ?1, record FROM loom_steps WHERE id > ?2 AND id <= ?3 ORDER BY id",
-            (first, first + max(since, -1), first | _MAX_STEP),
+            "SELECT id - :first, record FROM loom_steps WHERE id > :after AND id <= :last "
+            "ORDER BY id",
+            {"first": first, "after": first + max(since, -1), "last": first | _MAX_STEP},
         )
         yield from cursor
 
