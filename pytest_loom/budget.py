@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .record import BudgetLimit, sum_usd
 from .units import parse_duration
@@ -44,10 +44,6 @@ class Budget:
         seconds = None if wall_clock is None else parse_duration(wall_clock)
         return cls(usd=usd, iterations=iterations, tokens=tokens, wall_clock=seconds)
 
-    @property
-    def is_unlimited(self) -> bool:
-        return all(getattr(self, n) is None for n in ("usd", "iterations", "tokens", "wall_clock"))
-
 
 @dataclass(frozen=True, slots=True)
 class Spend:
@@ -57,14 +53,6 @@ class Spend:
     iterations: int = 0
     tokens: int = 0
     wall_clock: float = 0.0
-
-    def add(self, *, usd: float = 0.0, iterations: int = 0, tokens: int = 0) -> Spend:
-        return replace(
-            self,
-            usd=sum_usd(self.usd, usd),
-            iterations=self.iterations + iterations,
-            tokens=self.tokens + tokens,
-        )
 
     def exhausted(self, budget: Budget) -> BudgetLimit | None:
         """The first limit reached, in a fixed order (iterations, usd, tokens, wall clock)."""

@@ -228,17 +228,14 @@ def _decode_record(data: Mapping[str, Any]) -> RunRecord:
             "re-create it with this pytest-loom (e.g. --snapshot-update)"
         )
     try:
-        stop = dict(data["stop"])
-        stop["reason"] = StopReason(stop["reason"])
-        if stop.get("limit") is not None:
-            stop["limit"] = BudgetLimit(stop["limit"])
+        stop = stop_from_dict(data["stop"])
         steps = tuple(step_from_dict(s) for s in data["steps"])
         return RunRecord(
             scenario=data["scenario"],
             runtime=RuntimeInfo(**data["runtime"]),
             steps=steps,
             totals=Totals(**data["totals"]),
-            stop=Stop(**stop),
+            stop=stop,
             run_id=data.get("run_id", ""),
             version=version,
         )
@@ -246,6 +243,15 @@ def _decode_record(data: Mapping[str, Any]) -> RunRecord:
         raise RecordError(f"run record is missing key {exc}") from None
     except (TypeError, ValueError) as exc:
         raise RecordError(f"run record is malformed: {exc}") from None
+
+
+def stop_from_dict(data: Mapping[str, Any]) -> Stop:
+    """Rebuild a :class:`Stop` from its ``asdict`` form."""
+    raw = dict(data)
+    raw["reason"] = StopReason(raw["reason"])
+    if raw.get("limit") is not None:
+        raw["limit"] = BudgetLimit(raw["limit"])
+    return Stop(**raw)
 
 
 def step_from_dict(data: Mapping[str, Any]) -> Step:

@@ -38,6 +38,7 @@ from .record import (
     Stop,
     StopReason,
     step_from_dict,
+    stop_from_dict,
     sum_usd,
     totals_of,
 )
@@ -460,11 +461,7 @@ async def _as_coroutine(awaitable: Awaitable[RunOutcome]) -> RunOutcome:
 
 
 def _decode_stop(raw: bytes) -> Stop:
-    data = orjson.loads(raw)
-    data["reason"] = StopReason(data["reason"])
-    if data.get("limit") is not None:
-        data["limit"] = BudgetLimit(data["limit"])
-    return Stop(**data)
+    return stop_from_dict(orjson.loads(raw))
 
 
 # -- checkpoint records ---------------------------------------------------------------------------
