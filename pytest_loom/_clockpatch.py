@@ -409,6 +409,13 @@ def install(target: Target, wall_ns: int) -> bool:
         return True
 
 
+def refresh(target: Target) -> None:
+    """Rebind what modules imported since :func:`install` hold, if ``target`` is active."""
+    with _lock:
+        if _active is target:
+            _rebind(_sweep())
+
+
 def uninstall(target: Target) -> None:
     """Undo :func:`install` if ``target`` is the active clock; otherwise do nothing."""
     global _active

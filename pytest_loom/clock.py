@@ -84,6 +84,14 @@ class FakeClock:
                 )
         return self
 
+    def rebind(self) -> None:
+        """Fake the clock functions that modules imported since :meth:`start` bound at import
+        (``from time import monotonic``, a dataclass ``default_factory=time.monotonic``).
+
+        The lab calls it after loading a scenario's entry point, which may import a runtime.
+        """
+        _clockpatch.refresh(self)
+
     def stop(self) -> None:
         """Undo every patch (idempotent). The clock keeps its values and can start again."""
         with self._lock:

@@ -16,8 +16,22 @@ from .budget import Budget
 from .clock import FakeClock
 from .faults import FaultPlan
 from .llm import MockLLM
+from .record import LLMCall
 from .reference import Loop, StepFn
 from .store import CheckpointStore
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """One step as the lab saw it, whatever the runtime recorded."""
+
+    start_s: float
+    end_s: float
+    llm_calls: tuple[LLMCall, ...]
+
+    @property
+    def duration_s(self) -> float:
+        return round(self.end_s - self.start_s, 9)
 
 
 @dataclass(slots=True)
@@ -33,7 +47,35 @@ class Lab:
     options: Mapping[str, Any] = field(default_factory=dict)
     step_seconds: float = 0.0
     faults: FaultPlan = field(default_factory=lambda: FaultPlan(()))
-    """The scenario's faults; a runtime adapter calls ``faults.before_step(n)`` as step n starts."""
+    """The scenario's faults; a runtime adapter calls :meth:`begin_step` as step n starts."""
+    marks: list[tuple[int, int, float]] = field(default_factory=list)
+    """``(step, LLM calls so far, fake seconds elapsed)`` at each :meth:`begin_step`."""
+
+    def begin_step(self, n: int) -> None:
+        """Note that step ``n`` starts now (for :meth:`observed`), then fire its faults.
+
+        Runtime adapters call it first thing in each step; calling it again for the same ``n``
+        (a retried or resumed step) adds to that step's observations.
+        """
+        self.marks.append((n, len(self.llm.calls), self.clock.elapsed))
+        self.faults.before_step(n)
+
+    def observed(self) -> dict[int, Observed]:
+        """What the lab saw of each step: its LLM calls and fake start and end, by step number.
+
+        Calls made before the first :meth:`begin_step` (a health-check ping) are left out.
+        """
+        calls = self.llm.calls
+        ends = [*self.marks[1:], (0, len(calls), self.clock.elapsed)]
+        seen: dict[int, Observed] = {}
+        for (n, first, start), (_, last, end) in zip(self.marks, ends, strict=True):
+            before = seen.get(n)
+            seen[n] = Observed(
+                start_s=start if before is None else before.start_s,
+                end_s=end,
+                llm_calls=(() if before is None else before.llm_calls) + tuple(calls[first:last]),
+            )
+        return seen
 
     def loop(self, step: StepFn, **kwargs: Any) -> Loop:
         """A reference :class:`Loop` over ``step`` with the lab's budget, store, LLM and clock.

@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._killrun import run_killable
 from .clock import FakeClock
-from .faults import FaultPlan
+from .faults import FaultPlan, SimulatedCrash
 from .lab import Lab
 from .llm import MockLLM, UnconsumedTurnsError
 from .record import RunRecord
-from .runtimes import get_runtime
-from .scenario import Bound, CrashFault, Scenario
+from .runtimes import Runtime, get_runtime
+from .scenario import Bound, CrashFault, KillFault, RaiseFault, Scenario
 from .store import CheckpointStore
 
 
@@ -31,6 +32,29 @@ class ScenarioRun:
 def run_scenario(scenario: Scenario, *, clock: FakeClock, workdir: Path) -> ScenarioRun:
     """Run ``scenario`` under ``clock`` (already started), keeping all files in ``workdir``."""
     runtime = get_runtime(scenario.runtime)
+    # A throwaway database: a simulated crash needs no fsync, and a real kill loses only what
+    # the kernel has not been handed, which is nothing.
+    with CheckpointStore(workdir / f"{scenario.id}.checkpoints.db", durability="off") as store:
+        lab = make_lab(scenario, clock=clock, store=store, workdir=workdir)
+        record: RunRecord | None = None
+        resume = stopped = False
+        while record is None and not stopped and lab.faults.kills_pending():
+            # The run goes on in a child process that really dies at the kill.
+            phase = run_killable(scenario, lab, resume=resume)
+            record, stopped, resume = phase.record, not phase.resume, True
+        if record is None:
+            if not stopped:
+                drive(runtime, scenario, lab, resume=resume)
+            record = runtime.record(scenario, lab)
+    run = ScenarioRun(scenario, record, lab.llm)
+    run.problems.extend(_llm_problems(scenario, lab.llm))
+    run.problems.extend(_fault_problems(scenario, lab.faults, record))
+    run.problems.extend(check_expectations(scenario, record))
+    return run
+
+
+def make_lab(scenario: Scenario, *, clock: FakeClock, store: CheckpointStore, workdir: Path) -> Lab:
+    """The lab for one run of ``scenario``: its mock LLM with faults armed, clock and store."""
     spec = scenario.llm
     llm = MockLLM(
         spec.turns,
@@ -44,33 +68,36 @@ def run_scenario(scenario: Scenario, *, clock: FakeClock, workdir: Path) -> Scen
     )
     faults = FaultPlan(scenario.faults)
     faults.arm(llm)
-    # A throwaway database whose crashes are simulated in-process: it needs no fsync.
-    path = workdir / f"{scenario.id}.checkpoints.db"
-    with CheckpointStore(path, durability="off") as store:
-        lab = Lab(
-            scenario=scenario.id,
-            llm=llm,
-            clock=clock,
-            store=store,
-            budget=scenario.budget,
-            workdir=workdir,
-            options=scenario.options,
-            step_seconds=scenario.clock.step_s,
-            faults=faults,
-        )
-        record = runtime.run(scenario, lab)
-    run = ScenarioRun(scenario, record, llm)
-    run.problems.extend(_llm_problems(scenario, llm))
-    run.problems.extend(_fault_problems(scenario, faults, record))
-    run.problems.extend(check_expectations(scenario, record))
-    return run
+    return Lab(
+        scenario=scenario.id,
+        llm=llm,
+        clock=clock,
+        store=store,
+        budget=scenario.budget,
+        workdir=workdir,
+        options=scenario.options,
+        step_seconds=scenario.clock.step_s,
+        faults=faults,
+    )
+
+
+def drive(runtime: Runtime, scenario: Scenario, lab: Lab, *, resume: bool) -> None:
+    """Run (or resume) the loop to its end, resuming after each simulated crash that asks."""
+    while True:
+        try:
+            runtime.run(scenario, lab, resume=resume)
+            return
+        except SimulatedCrash as crash:
+            if not crash.resume:
+                return
+            resume = True
 
 
 def _fault_problems(scenario: Scenario, faults: FaultPlan, record: RunRecord) -> list[str]:
     problems = []
     for fault in faults.unfired():
         i = scenario.faults.index(fault)
-        kind = "crash" if isinstance(fault, CrashFault) else "raise"
+        kind = {CrashFault: "crash", KillFault: "kill", RaiseFault: "raise"}[type(fault)]
         problems.append(
             f"{scenario.path}:{scenario.lines.get(f'faults[{i}]', 1)}: faults[{i}]: the {kind} "
             f"at step {fault.step} never happened: the run ended after "

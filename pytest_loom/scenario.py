@@ -63,6 +63,7 @@ __all__ = [
     "CrashFault",
     "Expectation",
     "Fault",
+    "KillFault",
     "LLMErrorFault",
     "LLMSpec",
     "RaiseFault",
@@ -208,7 +209,17 @@ class CrashFault:
     resume: bool = True
 
 
-Fault: TypeAlias = RaiseFault | LLMErrorFault | CrashFault
+@dataclass(frozen=True, slots=True)
+class KillFault:
+    """Kill the process for real (``os._exit``) as step ``step`` starts; with ``resume``, a new
+    process then resumes the run through the runtime's own resume API."""
+
+    step: int
+    resume: bool = True
+
+
+Fault: TypeAlias = RaiseFault | LLMErrorFault | CrashFault | KillFault
+StepFault: TypeAlias = RaiseFault | CrashFault | KillFault
 
 
 @dataclass(frozen=True, slots=True)
@@ -578,10 +589,16 @@ def _crash_fault(node: Node, key: str) -> CrashFault:
     )
 
 
+def _kill_fault(node: Node, key: str) -> KillFault:
+    crash = _crash_fault(node, key)
+    return KillFault(step=crash.step, resume=crash.resume)
+
+
 _FAULT_KINDS: dict[str, Parser[Fault]] = {
     "raise": _raise_fault,
     "llm_error": _llm_error_fault,
     "crash": _crash_fault,
+    "kill": _kill_fault,
 }
 
 

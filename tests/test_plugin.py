@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 import pytest
@@ -210,17 +211,40 @@ def test_entry_raising_at_import(project: pytest.Pytester) -> None:
     no_internal_traceback(result)
 
 
-def test_unavailable_runtime_is_one_line(project: pytest.Pytester) -> None:
-    write(project, "refine.loom.yaml", "runtime: loom-agent\n" + SCENARIO)
+def test_uninstalled_runtime_is_one_line(project: pytest.Pytester) -> None:
+    from pytest_loom.runtimes import BUILTIN_ADAPTERS
+
+    # loom-runner and loom-agent cannot share an environment, so one of them is always missing.
+    missing = [name for name in BUILTIN_ADAPTERS if not _installed(BUILTIN_ADAPTERS[name][1])]
+    assert missing
+    write(project, "refine.loom.yaml", f"runtime: {missing[0]}\n" + SCENARIO)
+    result = run(project, "--loom-scenarios")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [f"runtime '{missing[0]}' is not installed: pip install 'pytest-loom[{missing[0]}]'"]
+    )
+    no_internal_traceback(result)
+
+
+def test_unknown_runtime_lists_the_known_ones(project: pytest.Pytester) -> None:
+    write(project, "refine.loom.yaml", "runtime: loomx\n" + SCENARIO)
     result = run(project, "--loom-scenarios")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "runtime 'loom-agent' is not available: *no loom-agent adapter*"
-            " (installed runtimes: reference)"
+            "unknown runtime 'loomx': known runtimes are reference, loomc, loom-runner, "
+            "tightloop, loom-agent*"
         ]
     )
     no_internal_traceback(result)
+
+
+def _installed(dist: str) -> bool:
+    try:
+        distribution(dist)
+    except PackageNotFoundError:
+        return False
+    return True
 
 
 def test_no_loom_scenarios_overrides_the_ini(project: pytest.Pytester) -> None:

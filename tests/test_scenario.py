@@ -831,14 +831,14 @@ def test_version_is_checked_before_unknown_keys(tmp_path: Path) -> None:
 def test_fault_with_no_kind(tmp_path: Path) -> None:
     err = error(tmp_path, HEAD + "faults:\n  - {}\n")
     assert (err.line, err.key, err.problem) == (4, "faults[0]", "empty: no kind given")
-    assert err.expected == "exactly one of crash, llm_error, raise"
+    assert err.expected == "exactly one of crash, kill, llm_error, raise"
 
 
 def test_fault_with_two_kinds(tmp_path: Path) -> None:
     text = "faults:\n  - crash: {step: 1}\n  - raise: {step: 1}\n    crash: {step: 2}\n"
     err = error(tmp_path, HEAD + text)
     assert (err.line, err.key, err.problem) == (5, "faults[1]", "one item, 2 kinds: raise, crash")
-    assert err.expected == "exactly one of crash, llm_error, raise"
+    assert err.expected == "exactly one of crash, kill, llm_error, raise"
     assert err.hint == "write each as its own list item"
 
 
