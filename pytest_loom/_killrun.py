@@ -87,6 +87,7 @@ def _capture(lab: Lab) -> dict[str, Any]:
         "llm": llm,
         "wall_ns": lab.clock.time_ns(),
         "monotonic_ns": lab.clock.monotonic_ns(),
+        "started_s": lab.started_s,
         "marks": list(lab.marks),
         "pending": lab.faults.unfired(),
     }
@@ -97,6 +98,7 @@ def _restore(lab: Lab, state: dict[str, Any]) -> None:
     lab.clock.advance((state["monotonic_ns"] - lab.clock.monotonic_ns()) / 1e9)
     if lab.clock.time_ns() != state["wall_ns"]:
         lab.clock.move_to(_EPOCH + timedelta(microseconds=state["wall_ns"] // 1_000))
+    lab.started_s = state["started_s"]
     lab.marks[:] = state["marks"]
     lab.faults.replace_pending(state["pending"])
 

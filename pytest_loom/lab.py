@@ -48,8 +48,10 @@ class Lab:
     step_seconds: float = 0.0
     faults: FaultPlan = field(default_factory=lambda: FaultPlan(()))
     """The scenario's faults; a runtime adapter calls :meth:`begin_step` as step n starts."""
+    started_s: float = 0.0
+    """``clock.elapsed`` when the run started: observed times are measured from it."""
     marks: list[tuple[int, int, float]] = field(default_factory=list)
-    """``(step, LLM calls so far, fake seconds elapsed)`` at each :meth:`begin_step`."""
+    """``(step, LLM calls so far, fake seconds since the start)`` at each :meth:`begin_step`."""
 
     def begin_step(self, n: int) -> None:
         """Note that step ``n`` starts now (for :meth:`observed`), then fire its faults.
@@ -57,8 +59,12 @@ class Lab:
         Runtime adapters call it first thing in each step; calling it again for the same ``n``
         (a retried or resumed step) adds to that step's observations.
         """
-        self.marks.append((n, len(self.llm.calls), self.clock.elapsed))
+        self.marks.append((n, len(self.llm.calls), self.elapsed()))
         self.faults.before_step(n)
+
+    def elapsed(self) -> float:
+        """Fake seconds since the run started."""
+        return round(self.clock.elapsed - self.started_s, 9)
 
     def observed(self) -> dict[int, Observed]:
         """What the lab saw of each step: its LLM calls and fake start and end, by step number.
@@ -66,7 +72,7 @@ class Lab:
         Calls made before the first :meth:`begin_step` (a health-check ping) are left out.
         """
         calls = self.llm.calls
-        ends = [*self.marks[1:], (0, len(calls), self.clock.elapsed)]
+        ends = [*self.marks[1:], (0, len(calls), self.elapsed())]
         seen: dict[int, Observed] = {}
         for (n, first, start), (_, last, end) in zip(self.marks, ends, strict=True):
             before = seen.get(n)

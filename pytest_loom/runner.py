@@ -78,6 +78,7 @@ def make_lab(scenario: Scenario, *, clock: FakeClock, store: CheckpointStore, wo
         options=scenario.options,
         step_seconds=scenario.clock.step_s,
         faults=faults,
+        started_s=clock.elapsed,
     )
 
 

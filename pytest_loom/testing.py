@@ -1,0 +1,143 @@
+"""The conformance suite every runtime adapter must pass, shipped for third-party adapters too.
+
+Subclass :class:`AdapterConformance` in a test module, name the runtime and two scenario files
+that run on it, and pytest collects the checks::
+
+    from pytest_loom.testing import AdapterConformance
+
+    class TestMyRuntime(AdapterConformance):
+        runtime = "my-runtime"                      # registered under pytest_loom.runtimes
+        scenario = "scenarios/my-runtime/completed.loom.yaml"   # at least two steps
+        resume_scenario = "scenarios/my-runtime/crash.loom.yaml"  # has a crash fault
+
+Paths are relative to the rootdir. The checks: the record is well formed and versioned; two
+runs of the same scenario give byte-identical records; a serial run and a run under ``-n 2``
+write byte-identical snapshots; a resumed run continues the step numbering; a stop reason is
+always present; and the run writes nothing outside its own work directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from .clock import FakeClock
+from .record import RECORD_VERSION, Event, RunRecord, StopReason, sum_usd, totals_of
+from .runner import run_scenario
+from .scenario import CrashFault, KillFault, Scenario, load_scenario
+
+__all__ = ["AdapterConformance", "check_record", "run_file"]
+
+
+def run_file(path: Path, root: Path) -> RunRecord:
+    """Run the scenario file ``path`` with its files in ``root/work``, the CWD ``root/cwd``.
+
+    Fails the calling test if the run wrote anything into the CWD or left problems (unmet
+    expectations, an unused script).
+    """
+    scenario = load_scenario(path)
+    workdir, cwd = root / "work", root / "cwd"
+    workdir.mkdir(parents=True)
+    cwd.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(cwd)
+        with FakeClock(start=scenario.clock.start) as clock:
+            result = run_scenario(scenario, clock=clock, workdir=workdir)
+    left = sorted(p.name for p in cwd.iterdir())
+    assert not left, f"{scenario.id}: the run wrote {left} into the working directory"
+    assert not result.problems, "\n".join(result.problems)
+    return result.record
+
+
+def check_record(record: RunRecord, scenario: Scenario) -> None:
+    """Assert what every record promises, whatever runtime produced it."""
+    assert record.version == RECORD_VERSION
+    assert record.runtime.name == scenario.runtime and record.runtime.version
+    assert record.scenario == scenario.id
+    assert isinstance(record.stop.reason, StopReason), "a run always has a stop reason"
+    assert RunRecord.from_json(record.to_json()) == record, "the record survives JSON"
+    indices = [step.index for step in record.steps]
+    assert indices == list(range(1, len(indices) + 1)), f"steps numbered 1..n: {indices}"
+    cumulative = 0.0
+    for step in record.steps:
+        cumulative = sum_usd(cumulative, step.cost_usd)
+        assert step.cumulative_cost_usd == cumulative, f"step {step.index}: cumulative cost"
+        assert step.input_tokens == sum(c.input_tokens for c in step.llm_calls)
+        assert step.output_tokens == sum(c.output_tokens for c in step.llm_calls)
+    assert record.totals == totals_of(record.steps, record.totals.elapsed_s)
+
+
+class AdapterConformance:
+    """Checks for one runtime adapter; subclass it and set the three class attributes."""
+
+    runtime: ClassVar[str]
+    scenario: ClassVar[str]
+    """A scenario on ``runtime`` that runs at least two steps."""
+    resume_scenario: ClassVar[str]
+    """A scenario on ``runtime`` with a ``crash`` or ``kill`` fault that resumes."""
+
+    def _path(self, request: pytest.FixtureRequest, name: str) -> Path:
+        path = request.config.rootpath / name
+        scenario = load_scenario(path)
+        if scenario.runtime != self.runtime:
+            pytest.fail(f"{name} runs on {scenario.runtime!r}, not {self.runtime!r}")
+        return path
+
+    def test_record_is_well_formed(self, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+        path = self._path(request, self.scenario)
+        record = run_file(path, tmp_path)
+        check_record(record, load_scenario(path))
+        assert len(record.steps) >= 2, f"{self.scenario} must run at least two steps"
+
+    def test_two_runs_are_identical(self, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+        path = self._path(request, self.scenario)
+        first = run_file(path, tmp_path / "a").to_json()
+        assert run_file(path, tmp_path / "b").to_json() == first
+
+    def test_resume_continues_numbering(
+        self, request: pytest.FixtureRequest, tmp_path: Path
+    ) -> None:
+        path = self._path(request, self.resume_scenario)
+        scenario = load_scenario(path)
+        record = run_file(path, tmp_path)
+        check_record(record, scenario)
+        crashes = [
+            f.step for f in scenario.faults if isinstance(f, CrashFault | KillFault) and f.resume
+        ]
+        assert crashes, f"{self.resume_scenario} has no crash or kill fault that resumes"
+        resumed = [step.index for step in record.steps if Event.RESUMED in step.events]
+        assert resumed == crashes, f"resumed at steps {resumed}, crashed at {crashes}"
+
+    def test_serial_equals_xdist(self, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+        pytest.importorskip("xdist")
+        path = self._path(request, self.scenario)
+        snapshots = []
+        for mode in (["-p", "no:xdist"], ["-n", "2"]):
+            copy = tmp_path / mode[1].replace(":", "_") / path.name
+            copy.parent.mkdir()
+            shutil.copy(path, copy)
+            _pytest(copy.parent, "--loom-scenarios", "--snapshot-update", *mode)
+            snapshots.append(sorted((p.name, p.read_bytes()) for p in copy.parent.rglob("*.json")))
+        assert snapshots[0], "no snapshot was written"
+        assert snapshots[0] == snapshots[1]
+
+
+def _pytest(where: Path, *args: str) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    for key in [k for k in env if k.startswith("PYTEST_XDIST") or k == "PYTEST_ADDOPTS"]:
+        del env[key]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=where,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
