@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -269,6 +270,45 @@ def test_crashing_twice_resumes_twice(project: pytest.Pytester) -> None:
     run(project, "--loom-scenarios", "--snapshot-update").assert_outcomes(passed=1)
     record = (project.path / "scenarios/__snapshots__/refine.loom/refine.run.json").read_text()
     assert record.count('"resumed"') == 2
+
+
+def test_a_real_kill_resumes_to_the_uninterrupted_record(project: pytest.Pytester) -> None:
+    write(project, "refine.loom.yaml", SCENARIO)
+    write(project, "killed.loom.yaml", SCENARIO + "faults:\n  - kill: {step: 2}\n")
+    run(project, "--loom-scenarios", "--snapshot-update").assert_outcomes(passed=2)
+    snapshots = project.path / "scenarios/__snapshots__"
+    plain = json.loads((snapshots / "refine.loom/refine.run.json").read_text())
+    killed = json.loads((snapshots / "killed.loom/killed.run.json").read_text())
+    assert killed["steps"][1].pop("events") == ["resumed"]
+    assert plain["steps"][1].pop("events") == []
+    assert (killed["steps"], killed["stop"], killed["totals"]) == (
+        plain["steps"],
+        plain["stop"],
+        plain["totals"],
+    )
+
+
+def test_a_kill_without_resume_leaves_a_paused_run(project: pytest.Pytester) -> None:
+    head = SCENARIO.partition("expect:")[0]
+    faults = "faults:\n  - kill: {step: 3, resume: false}\n"
+    write(project, "killed.loom.yaml", head + faults + "expect: {stop: paused, steps: 2}\n")
+    run(project, "--loom-scenarios", "--snapshot-update").assert_outcomes(passed=1)
+    record = json.loads(
+        (project.path / "scenarios/__snapshots__/killed.loom/killed.run.json").read_text()
+    )
+    assert record["stop"]["raw_status"] == "running"
+
+
+def test_an_error_in_the_killed_process_is_reported_cleanly(project: pytest.Pytester) -> None:
+    project.makepyfile(broken="raise ImportError('no such SDK')\n")
+    text = SCENARIO.replace("loops:build", "broken:build") + "faults:\n  - kill: {step: 2}\n"
+    write(project, "killed.loom.yaml", text)
+    result = run(project, "--loom-scenarios")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*entry point 'broken:build' raised while importing: ImportError: no such SDK"]
+    )
+    no_internal_traceback(result)
 
 
 def test_a_fault_the_run_never_reaches_fails_the_scenario(project: pytest.Pytester) -> None:
