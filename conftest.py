@@ -1,0 +1,25 @@
+"""This repository's own test configuration: which shipped scenarios this environment can run.
+
+loom-runner (through loom-tailcalls) and loom-agent both install a top-level package ``loom``,
+so no environment has both. In one with loom-runner, the loom-agent scenarios and examples are
+left out here; they run in their own environment (``.venv-loom-agent``, see the README and
+``.ci/run``). Anywhere else, a scenario whose runtime is missing fails with "install
+pytest-loom[x]", as it would in a user's project.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, distribution
+
+
+def _installed(dist: str) -> bool:
+    try:
+        distribution(dist)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+collect_ignore: list[str] = []
+if _installed("loom-runner") and not _installed("loom-agent"):
+    collect_ignore += ["scenarios/loom-agent", "examples/loom_agent"]
