@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from importlib.metadata import EntryPoint
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -26,7 +26,7 @@ class EchoRuntime:
     """The minimal adapter from docs/python-api.md: one step, then completed."""
 
     name = "echo"
-    runs: list[bool] = []
+    runs: ClassVar[list[bool]] = []
 
     def version(self) -> str:
         return "0.1"
