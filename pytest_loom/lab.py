@@ -60,6 +60,7 @@ class Lab:
         (a retried or resumed step) adds to that step's observations.
         """
         self.marks.append((n, len(self.llm.calls), self.elapsed()))
+        self.llm.step = n
         self.faults.before_step(n)
 
     def elapsed(self) -> float:
@@ -71,6 +72,8 @@ class Lab:
 
         Calls made before the first :meth:`begin_step` (a health-check ping) are left out.
         """
+        if not self.marks:
+            return {}
         calls = self.llm.calls
         ends = [*self.marks[1:], (0, len(calls), self.elapsed())]
         seen: dict[int, Observed] = {}

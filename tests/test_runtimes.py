@@ -118,3 +118,12 @@ def test_observed_steps_add_up_retries_and_leave_out_calls_before_the_first_step
     assert [c.prompt for c in observed[2].llm_calls] == ["a two", "a two again"]
     assert (observed[1].start_s, observed[1].end_s) == (2.0, 4.0)
     assert (observed[2].start_s, observed[2].duration_s) == (4.0, 4.0)
+
+
+def test_nothing_observed_before_the_first_step(tmp_path: Path) -> None:
+    from pytest_loom.runner import make_lab
+    from pytest_loom.store import CheckpointStore
+
+    scenario = load_scenario(scenario_file(tmp_path))
+    with FakeClock() as clock, CheckpointStore(tmp_path / "c.db") as store:
+        assert make_lab(scenario, clock=clock, store=store, workdir=tmp_path).observed() == {}

@@ -1,0 +1,1 @@
+"""Loops written for loom-runner (``loom_agent``), and their lab wiring in ``wiring.py``."""

@@ -1,0 +1,1 @@
+"""Example tightloop loops, wired into the lab by ``pytest_loom.adapters.tightloop.lab_loop``."""
