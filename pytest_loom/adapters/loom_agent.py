@@ -19,6 +19,7 @@ An entry point's ``build(lab)`` returns the user's ``Agent``, built with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -140,6 +141,11 @@ class LoomAgentRuntime:
         return version(DIST)
 
     def run(self, scenario: Scenario, lab: Lab, *, resume: bool) -> None:
+        # loom-agent keeps its memory in ./.loom/memory: the CWD must be the test's directory.
+        with contextlib.chdir(lab.workdir):
+            self._run(scenario, lab, resume=resume)
+
+    def _run(self, scenario: Scenario, lab: Lab, *, resume: bool) -> None:
         _check_budget(scenario)
         prompt, context = _task(scenario)
         agent = build_entry(scenario, lab)
