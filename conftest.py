@@ -1,7 +1,7 @@
 """This repository's own test configuration: which shipped scenarios this environment can run.
 
 loom-runner (through loom-tailcalls) and loom-agent both install a top-level package ``loom``,
-so no environment has both. In one with loom-runner, the loom-agent scenarios and examples are
+so no environment has both. In one with loom-runner, the loom-agent scenarios are
 left out here; they run in their own environment (``.venv-loom-agent``, see the README and
 ``.ci/run``). Anywhere else, a scenario whose runtime is missing fails with "install
 pytest-loom[x]", as it would in a user's project.
@@ -22,4 +22,4 @@ def _installed(dist: str) -> bool:
 
 collect_ignore: list[str] = []
 if _installed("loom-runner") and not _installed("loom-agent"):
-    collect_ignore += ["scenarios/loom-agent", "examples/loom_agent"]
+    collect_ignore.append("scenarios/loom-agent")
