@@ -7,8 +7,8 @@ tests. This script measures each claim next to a yardstick measured in the same 
 machine (raw ``sqlite3``; bare parametrized pytest tests with syrupy snapshots), prints a table
 and writes it into ``docs/performance.md`` so the figures in the docs are reproducible::
 
-    .venv/bin/python benchmarks/run.py            # full run (~30 s), rewrites the doc's table
-    .venv/bin/python benchmarks/run.py --quick    # CI-sized (~10 s), prints only
+    .venv/bin/python benchmarks/run.py            # full run (~45 s), rewrites the doc's table
+    .venv/bin/python benchmarks/run.py --quick    # CI-sized (~15 s), prints only
     .venv/bin/python benchmarks/run.py --check    # exit 1 if a ratio is worse than its target
 
 Every temporary file lives under one ``tempfile.TemporaryDirectory()``; nothing touches the
@@ -34,8 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import yaml
 
 from pytest_loom._clockpatch import real_perf_counter as clock
+from pytest_loom._yamlnodes import compose
 from pytest_loom.budget import Budget
 from pytest_loom.clock import FakeClock
 from pytest_loom.record import BudgetLimit, StopReason
@@ -70,7 +72,7 @@ class Plan:
     scenario_repeats: int
 
 
-FULL = Plan(((1_000, 5), (10_000, 3), (100_000, 3)), 100_000, 1_000, 15, 100, 3)
+FULL = Plan(((1_000, 5), (10_000, 3), (100_000, 3)), 100_000, 1_000, 15, 100, 5)
 QUICK = Plan(((1_000, 5), (10_000, 3)), 10_000, 1_000, 15, 30, 3)
 
 
@@ -92,7 +94,10 @@ class Row:
     def result(self) -> str:
         if self.target is None:
             return "-"
-        return "pass" if self.passed else f"MISS ({self.ratio / self.target - 1:.0%} over)"
+        if self.passed:
+            return "pass"
+        over = self.ratio / self.target - 1
+        return f"MISS ({over:.{0 if over >= 0.01 else 1}%} over)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +123,12 @@ def initial_state() -> dict[str, Any]:
 
 def median(values: Iterable[float]) -> float:
     return statistics.median(list(values))
+
+
+def seconds(function: Callable[..., object], *args: Any, **kwargs: Any) -> float:
+    t0 = clock()
+    function(*args, **kwargs)
+    return clock() - t0
 
 
 def remove_db(path: Path) -> None:
@@ -543,27 +554,127 @@ def test_record(i: int, snapshot_json: Any) -> None:
     assert snapshot_json == {{**RECORD, "scenario": f"s{{i:03d}}"}}
 '''
 
+SHAPE_CONFTEST = '''\
+"""One test per *.shape file, with its tmp_path and a snapshot: a scenario item without the lab."""
+
+import json
+from pathlib import Path
+
+import pytest
+from syrupy.extensions.json import JSONSnapshotExtension
+
+RECORD = json.loads((Path(__file__).parent / "record.json").read_text())
+
+
+def check(request, tmp_path, snapshot):
+    assert tmp_path.is_dir()
+    expected = {**RECORD, "scenario": request.node.name}
+    assert snapshot.use_extension(JSONSnapshotExtension) == expected
+
+
+class OneTest(pytest.File):
+    def collect(self):
+        yield pytest.Function.from_parent(self, name=self.path.stem, callobj=check)
+
+
+def pytest_collect_file(file_path, parent):
+    if file_path.suffix == ".shape":
+        return OneTest.from_parent(parent, path=file_path)
+'''
+
 PYTEST_INI = "[pytest]\npythonpath = .\n"
+
+PHASES_PLUGIN = '''\
+"""Marks the wall time of pytest's phases; loaded with -p in untimed runs only."""
+
+import json
+import os
+import time
+
+import pytest
+
+MARKS = {"import": time.perf_counter()}
+ITEMS = {"setup": 0.0, "call": 0.0, "teardown": 0.0}
+
+
+def item_phase(name):
+    @pytest.hookimpl(wrapper=True)
+    def hook():
+        began = time.perf_counter()
+        try:
+            return (yield)
+        finally:
+            ITEMS[name] += time.perf_counter() - began
+
+    return hook
+
+
+def marks_end(name, then=None):
+    @pytest.hookimpl(wrapper=True)
+    def hook():
+        MARKS.setdefault(f"{name} began", time.perf_counter())
+        try:
+            return (yield)
+        finally:
+            MARKS[name] = time.perf_counter()
+            if then:
+                then()
+
+    return hook
+
+
+def save():
+    with open(os.environ["LOOM_BENCH_PHASES"], "w") as f:
+        json.dump({**MARKS, **ITEMS}, f)
+
+
+pytest_runtest_setup = item_phase("setup")
+pytest_runtest_call = item_phase("call")
+pytest_runtest_teardown = item_phase("teardown")
+pytest_collection = marks_end("collected")
+pytest_runtestloop = marks_end("tested")
+pytest_sessionfinish = marks_end("finished")
+pytest_unconfigure = marks_end("unconfigured", then=save)
+'''
+PHASES = (
+    ("start", "loading the plugins, configuring, starting the session"),
+    ("collection", "collecting the tests: the scenario files are read and checked here"),
+    ("setup", "fixtures: `tmp_path`, syrupy's `snapshot`"),
+    ("call", "the test itself"),
+    ("teardown", "fixture teardown"),
+    ("reporting", "the rest of each test's run: reports, logging, the progress line"),
+    ("finish", "session end: pytest's clean-up of old `tmp_path` dirs, syrupy's report"),
+    ("unconfigure", "unconfiguring the plugins"),
+    ("process", "starting Python and importing pytest (before the plugins), exiting"),
+)
 
 
 def pytest_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
 
 
-def run_pytest(cwd: Path, args: list[str], expect_tests: int, sandbox: Path) -> float:
+def run_pytest(
+    cwd: Path, args: list[str], expect_tests: int, sandbox: Path, *, phases: Path | None = None
+) -> float:
     """Wall time of one pytest process; fails loudly if the tests did not all pass.
 
     The process keeps its files under ``sandbox`` (inside the benchmark's temporary
     directory): ``TMPDIR`` for pytest's ``tmp_path`` dirs, with pytest's usual numbering and
     cleanup, and ``PYTHONPYCACHEPREFIX`` for bytecode and pytest's rewritten modules, so the
     timed runs see a warm cache, as a developer's second run does, and nothing is written
-    next to the sources or into the machine's shared ``/tmp/pytest-of-*``.
+    next to the sources or into the machine's shared ``/tmp/pytest-of-*``. With ``phases``, the
+    process also loads :data:`PHASES_PLUGIN`, which writes its phase times there as JSON.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = str(sandbox / "pycache")
     env["TMPDIR"] = str(sandbox / "tmp")
     (sandbox / "tmp").mkdir(parents=True, exist_ok=True)
+    if phases is not None:
+        (sandbox / "loom_bench_phases.py").write_text(PHASES_PLUGIN)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(sandbox), env.get("PYTHONPATH")]))
+        env["LOOM_BENCH_PHASES"] = str(phases)
+        args = [*args, "-p", "loom_bench_phases"]
     t0 = clock()
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     elapsed = clock() - t0
@@ -573,6 +684,44 @@ def run_pytest(cwd: Path, args: list[str], expect_tests: int, sandbox: Path) -> 
             f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         )
     return elapsed
+
+
+def phase_times(
+    project: Path, args: list[str], n: int, sandbox: Path, repeats: int
+) -> dict[str, float]:
+    """Median seconds of each of :data:`PHASES`, over ``repeats`` untimed runs with the phases
+    plugin. They add up to the process's wall time."""
+    runs: list[dict[str, float]] = []
+    for i in range(repeats):
+        out = sandbox / f"phases-{project.name}-{i}.json"
+        wall = run_pytest(project, args, n, sandbox, phases=out)
+        m = json.loads(out.read_text())
+        in_tests = m["setup"] + m["call"] + m["teardown"]
+        runs.append(
+            {
+                "start": m["collected began"] - m["import"],
+                "collection": m["collected"] - m["collected began"],
+                "setup": m["setup"],
+                "call": m["call"],
+                "teardown": m["teardown"],
+                "reporting": m["tested"] - m["collected"] - in_tests,
+                "finish": m["finished"] - m["tested"],
+                "unconfigure": m["unconfigured"] - m["finished"],
+                "process": wall - (m["unconfigured"] - m["import"]),
+            }
+        )
+    return {name: median(run[name] for run in runs) for name, _ in PHASES}
+
+
+def make_shape_project(root: Path, n: int, record: dict[str, Any]) -> Path:
+    project = root / "shape-project"
+    project.mkdir()
+    (project / "pytest.ini").write_text(PYTEST_INI)
+    (project / "record.json").write_text(json.dumps(record))
+    (project / "conftest.py").write_text(SHAPE_CONFTEST)
+    for i in range(n):
+        (project / f"s{i:03d}.shape").write_text(f"s{i:03d}\n")
+    return project
 
 
 def make_loom_project(root: Path, n: int) -> Path:
@@ -606,24 +755,30 @@ def measure_scenarios(plan: Plan, root: Path) -> tuple[list[Row], list[Detail]]:
         raise RuntimeError(f"expected {n} scenario snapshots, found {len(snapshots)}")
     record = json.loads(snapshots[0].read_text())
     bare = make_bare_project(root, n, record)
-    bare_args = pytest_cmd()
-    run_pytest(bare, [*bare_args, "--snapshot-update"], n, sandbox)
-    progress(f"scenario overhead: {plan.scenario_repeats} timed runs each")
-    loom_times: list[float] = []
-    bare_times: list[float] = []
+    shape = make_shape_project(root, n, record)
+    args = pytest_cmd()
+    for project in (bare, shape):
+        run_pytest(project, [*args, "--snapshot-update"], n, sandbox)
+    progress(f"scenario overhead: {plan.scenario_repeats} timed runs each, then phase runs")
+    sides = [(loom, loom_args), (bare, args), (shape, args)]
+    times: dict[Path, list[float]] = {project: [] for project, _ in sides}
     fresh: list[tuple[float, ...]] = []
-    for _ in range(plan.scenario_repeats):
-        loom_times.append(run_pytest(loom, loom_args, n, sandbox))
-        bare_times.append(run_pytest(bare, bare_args, n, sandbox))
+    for i in range(plan.scenario_repeats):
+        # Back to back, in turns, so drift hits every side alike.
+        for project, side_args in sides[i % 3 :] + sides[: i % 3]:
+            times[project].append(run_pytest(project, side_args, n, sandbox))
         fresh += fresh_store_cost(root, 7)
-    lt, bt = median(loom_times), median(bare_times)
-    load_times: list[float] = []
-    scenario_bytes = (loom / "s000.loom.yaml").stat().st_size
-    for path in sorted(loom.glob("*.loom.yaml"))[:20]:
-        t0 = clock()
-        load_scenario(path)
-        load_times.append(clock() - t0)
-    clock_times, run_times = scenario_run_cost(loom, root / "in-process", 20)
+    lt, bt, st = (median(times[project]) for project, _ in sides)
+    loom_phases, bare_phases = (
+        phase_times(project, side_args, n, sandbox, plan.scenario_repeats)
+        for project, side_args in sides[:2]
+    )
+    files = sorted(loom.glob("*.loom.yaml"))[:50]
+    texts = [path.read_text() for path in files]
+    load_times = [seconds(load_scenario, path) for path in files]
+    plain_times = [seconds(compose, text) for text in texts]
+    pyyaml_times = [seconds(yaml.compose, text, Loader=yaml.SafeLoader) for text in texts]
+    clock_times, run_times = scenario_run_cost(loom, root / "in-process", 50)
     row = Row(
         f"{n} scenarios under `pytest --loom-scenarios` (median of {plan.scenario_repeats})",
         f"{lt:.2f} s",
@@ -631,7 +786,7 @@ def measure_scenarios(plan: Plan, root: Path) -> tuple[list[Row], list[Detail]]:
         lt / bt,
         1.3,
     )
-    off_open, off_close, normal_open, normal_close, fsync = (
+    off_open, off_close, normal_open, normal_close, fsync, create = (
         median(column) for column in zip(*fresh, strict=True)
     )
     details = [
@@ -641,6 +796,14 @@ def measure_scenarios(plan: Plan, root: Path) -> tuple[list[Row], list[Detail]]:
             f"({lt:.2f} s - {bt:.2f} s) / {n}; snapshot of {len(json.dumps(record))} B of JSON "
             "in both",
         ),
+        Detail(
+            "the scenario items' shape, without the lab",
+            f"{st:.2f} s ({st / bt:.2f}x)",
+            f"{n} tests as bare, but one per file (a {len(SHAPE_CONFTEST.splitlines())}-line "
+            "conftest collects them) and each with its `tmp_path`, as scenario items are: "
+            "what pytest alone costs for that shape",
+        ),
+        *phase_details(loom_phases, bare_phases, n),
         Detail(
             "fresh checkpoint db (each scenario gets one)",
             f"{ms(off_open)} + {ms(off_close)}",
@@ -656,8 +819,14 @@ def measure_scenarios(plan: Plan, root: Path) -> tuple[list[Row], list[Detail]]:
         Detail(
             "strict load of one scenario file",
             ms(median(load_times)),
-            f"`load_scenario` of a {scenario_bytes} B `*.loom.yaml` in-process (YAML with line "
+            f"`load_scenario` of a {len(texts[0])} B `*.loom.yaml` in-process (YAML with line "
             f"numbers, strict validation; median of {len(load_times)})",
+        ),
+        Detail(
+            "of which composing its YAML",
+            ms(median(plain_times)),
+            f"the fast composer for plain YAML; PyYAML's composer, which reads every other file "
+            f"and reports every error, takes {ms(median(pyyaml_times))} on the same file",
         ),
         Detail(
             "run one scenario in-process",
@@ -678,8 +847,26 @@ def measure_scenarios(plan: Plan, root: Path) -> tuple[list[Row], list[Detail]]:
             f"this disk's sync latency (median of {len(fresh)}), which the default-durability "
             "figure is made of",
         ),
+        Detail(
+            "creating an empty file in the temp dir",
+            ms(create),
+            f"this file system's cost of a new file (median of {len(fresh)}); a scenario "
+            "makes four files and three dirs (see below)",
+        ),
     ]
     return [row], details
+
+
+def phase_details(loom: dict[str, float], bare: dict[str, float], n: int) -> list[Detail]:
+    """Where the overhead per test goes, phase by phase (loom minus bare, divided by ``n``)."""
+    return [
+        Detail(
+            f"per test: {name}",
+            ms((loom[name] - bare[name]) / n),
+            f"{ms(loom[name])} under loom, {ms(bare[name])} bare, in all: {what}",
+        )
+        for name, what in PHASES
+    ]
 
 
 def scenario_run_cost(project: Path, root: Path, count: int) -> tuple[list[float], list[float]]:
@@ -708,7 +895,8 @@ def scenario_run_cost(project: Path, root: Path, count: int) -> tuple[list[float
 
 def fresh_store_cost(root: Path, repeats: int) -> list[tuple[float, ...]]:
     """Seconds to open and close a new checkpoint database as each scenario makes one
-    (``durability="off"``), the same with the default durability, and a bare fsync."""
+    (``durability="off"``), the same with the default durability, a bare fsync and the
+    creation of an empty file."""
     samples: list[tuple[float, ...]] = []
     path, scratch_file = root / "fresh.db", root / "fsync.bin"
     for _ in range(repeats):
@@ -721,7 +909,9 @@ def fresh_store_cost(root: Path, repeats: int) -> list[tuple[float, ...]]:
             store.close()
             times.append(clock() - t0)
             remove_db(path)
-        fd = os.open(scratch_file, os.O_CREAT | os.O_WRONLY | os.O_TRUNC)
+        t0 = clock()
+        fd = os.open(scratch_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        created = clock() - t0
         try:
             os.write(fd, b"x" * 4096)
             t0 = clock()
@@ -730,7 +920,7 @@ def fresh_store_cost(root: Path, repeats: int) -> list[tuple[float, ...]]:
         finally:
             os.close(fd)
         scratch_file.unlink()
-        samples.append((*times, synced))
+        samples.append((*times, synced, created))
     return samples
 
 

@@ -15,11 +15,21 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .budget import Budget, Spend
+    from .cassette import (
+        CASSETTE_VERSION,
+        Cassette,
+        CassetteError,
+        RecordedCall,
+        RecordedRequest,
+        RecordedResponse,
+        load_cassette,
+    )
     from .clock import ClockError, FakeClock
     from .context import StepContext
     from .convergence import Progress, predicate, score_at_least, score_plateau
     from .diff import diff_records
     from .entry import EntryPointError
+    from .intercept import serve_sdks
     from .lab import Lab
     from .llm import (
         LLMError,
@@ -36,6 +46,8 @@ if TYPE_CHECKING:
         UnconsumedTurnsError,
         UnmatchedRequestError,
     )
+    from .matching import IgnoreRule
+    from .netguard import NetworkBlockedError, block_network
     from .record import (
         RECORD_VERSION,
         BudgetLimit,
@@ -51,6 +63,8 @@ if TYPE_CHECKING:
         ToolCallRequest,
         Totals,
     )
+    from .recorded import CassetteMismatchError, RecordedLLM, UnusedRecordingsError
+    from .recordmode import RecordMode
     from .reference import Done, Loop, RunOutcome, Stalled
     from .runner import ScenarioRun, run_scenario
     from .runtimes import Runtime, RuntimeNotAvailable, get_runtime
@@ -62,6 +76,13 @@ if TYPE_CHECKING:
 _EXPORTS: dict[str, str] = {
     "Budget": "budget",
     "Spend": "budget",
+    "CASSETTE_VERSION": "cassette",
+    "Cassette": "cassette",
+    "CassetteError": "cassette",
+    "RecordedCall": "cassette",
+    "RecordedRequest": "cassette",
+    "RecordedResponse": "cassette",
+    "load_cassette": "cassette",
     "ClockError": "clock",
     "FakeClock": "clock",
     "StepContext": "context",
@@ -71,6 +92,7 @@ _EXPORTS: dict[str, str] = {
     "score_plateau": "convergence",
     "diff_records": "diff",
     "EntryPointError": "entry",
+    "serve_sdks": "intercept",
     "Lab": "lab",
     "LLMError": "llm",
     "LLMTimeoutError": "llm",
@@ -85,6 +107,9 @@ _EXPORTS: dict[str, str] = {
     "ServerError": "llm",
     "UnconsumedTurnsError": "llm",
     "UnmatchedRequestError": "llm",
+    "IgnoreRule": "matching",
+    "NetworkBlockedError": "netguard",
+    "block_network": "netguard",
     "RECORD_VERSION": "record",
     "BudgetLimit": "record",
     "Event": "record",
@@ -98,6 +123,10 @@ _EXPORTS: dict[str, str] = {
     "ToolCall": "record",
     "ToolCallRequest": "record",
     "Totals": "record",
+    "CassetteMismatchError": "recorded",
+    "RecordedLLM": "recorded",
+    "UnusedRecordingsError": "recorded",
+    "RecordMode": "recordmode",
     "Done": "reference",
     "Loop": "reference",
     "RunOutcome": "reference",
@@ -121,9 +150,13 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "CASSETTE_VERSION",
     "RECORD_VERSION",
     "Budget",
     "BudgetLimit",
+    "Cassette",
+    "CassetteError",
+    "CassetteMismatchError",
     "CheckpointError",
     "CheckpointStore",
     "ClockError",
@@ -131,6 +164,7 @@ __all__ = [
     "EntryPointError",
     "Event",
     "FakeClock",
+    "IgnoreRule",
     "LLMCall",
     "LLMError",
     "LLMErrorKind",
@@ -142,11 +176,17 @@ __all__ = [
     "Message",
     "MockLLM",
     "MockLLMError",
+    "NetworkBlockedError",
     "Price",
     "PricingError",
     "Progress",
     "RateLimitError",
     "RecordError",
+    "RecordMode",
+    "RecordedCall",
+    "RecordedLLM",
+    "RecordedRequest",
+    "RecordedResponse",
     "Request",
     "Response",
     "Rule",
@@ -172,13 +212,17 @@ __all__ = [
     "Turn",
     "UnconsumedTurnsError",
     "UnmatchedRequestError",
+    "UnusedRecordingsError",
+    "block_network",
     "diff_records",
     "get_runtime",
+    "load_cassette",
     "load_scenario",
     "predicate",
     "run_scenario",
     "score_at_least",
     "score_plateau",
+    "serve_sdks",
 ]
 __version__ = "0.1.0"
 

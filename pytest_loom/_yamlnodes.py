@@ -21,6 +21,7 @@ from yaml.constructor import SafeConstructor
 from yaml.error import YAMLError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from ._plainyaml import compose_plain
 from .units import parse_duration
 
 T = TypeVar("T")
@@ -122,7 +123,14 @@ def type_error(node: Node, key: str, expected: str, hint: str | None = None) -> 
 
 
 def compose(text: str) -> Node | None:
-    """The node tree of one YAML document (``None`` when empty); syntax errors keep their line."""
+    """The node tree of one YAML document (``None`` when empty); syntax errors keep their line.
+
+    Plain documents, the usual scenario file, take the fast path of :mod:`._plainyaml`, which
+    builds the same tree; PyYAML composes the rest and reports every error.
+    """
+    node = compose_plain(text)
+    if node is not None:
+        return node
     try:
         return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from .cassette import CassetteError
 from .entry import EntryPointError
 from .record import RecordError, RunRecord
 from .runtimes import RuntimeNotAvailable
@@ -23,7 +24,10 @@ from .store import CheckpointError
 RECORD_KEY = pytest.StashKey[RunRecord]()
 """Where a scenario item keeps its run record for later reporting."""
 
-_CLEAN_ERRORS = (ScenarioError, EntryPointError, RuntimeNotAvailable, CheckpointError, RecordError)
+_CLEAN_ERRORS = (
+    *(ScenarioError, EntryPointError, RuntimeNotAvailable, CheckpointError, RecordError),
+    CassetteError,
+)
 
 
 class ScenarioFailure(AssertionError):
@@ -72,11 +76,13 @@ def _scenario_test(scenario: Scenario) -> Any:
     def run(request: pytest.FixtureRequest, tmp_path: Path, snapshot: Any) -> None:
         from ._isolation import isolated
         from .clock import FakeClock
+        from .recordmode import record_mode
         from .runner import run_scenario
         from .snapshot import RunRecordExtension, masking
 
+        mode = record_mode(request.config)
         with isolated(tmp_path) as workdir, FakeClock(start=scenario.clock.start) as clock:
-            result = run_scenario(scenario, clock=clock, workdir=workdir)
+            result = run_scenario(scenario, clock=clock, workdir=workdir, mode=mode)
         request.node.stash[RECORD_KEY] = result.record
         problems = list(result.problems)
         if scenario.snapshot:

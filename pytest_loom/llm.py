@@ -209,6 +209,8 @@ class MockLLM:
         self._requests: list[Request] = []
         self._calls: list[LLMCall] = []
         self._script_errors: list[MockLLMError] = []
+        self.step: int | None = None
+        """The loop step requests now belong to, when the runtime says (``Lab.begin_step``)."""
 
     def __repr__(self) -> str:
         return (

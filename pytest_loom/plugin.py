@@ -20,17 +20,21 @@ if TYPE_CHECKING:
     from .clock import FakeClock
     from .llm import MockLLM
     from .record import RunRecord
+    from .recorded import RecordedLLM
     from .reference import Loop
     from .scenario import Scenario
     from .store import CheckpointStore
 
 DEFAULT_GLOB = "*.loom.yaml"
+RECORD_MODES = ("none", "once", "new_episodes", "all", "rewrite")
 
 _MARKERS = (
     "loom_scenario(runtime): a golden loop scenario collected from a *.loom.yaml file",
     "loom_clock(start=..., step=...): configure the loom_clock fixture (FakeClock arguments)",
     "loom_llm(turns=[...], rules=[...], **options): script the loom_llm fixture (MockLLM args)",
     "loom_store(golden=path, durability='normal'|'full'): configure the loom_store fixture",
+    "loom_cassette(path, ignore=[IgnoreRule(...)]): replay this test's openai/anthropic SDK calls"
+    " from a cassette (path relative to the test file); see --loom-record",
 )
 
 
@@ -48,6 +52,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_false",
         dest="loom_scenarios",
         help="do not collect loop scenario files, even if the loom_scenarios ini key says so",
+    )
+    group.addoption(
+        "--loom-record",
+        default=None,
+        choices=RECORD_MODES,
+        dest="loom_record",
+        help="record mode of cassettes: none (default: replay only, offline), once, "
+        "new_episodes, all, rewrite (these call the real provider API)",
+    )
+    parser.addini(
+        "loom_record",
+        default="none",
+        help="record mode when --loom-record is not given (ignored on CI=true unless 'none')",
     )
     parser.addini(
         "loom_scenarios",
@@ -113,14 +130,82 @@ def loom_llm(request: pytest.FixtureRequest, loom_clock: FakeClock) -> Iterator[
 
     Script it with ``@pytest.mark.loom_llm(turns=[Turn(...)], rules=[...], pricing=...)``
     or pass it a script in the test. Turns left unconsumed fail the test at teardown unless
-    ``allow_unused=True``. ``loom_llm.requests`` keeps every request it served.
+    ``allow_unused=True``. ``loom_llm.requests`` keeps every request it served. Calls made
+    through the openai and anthropic SDKs during the test are served by it too; with
+    ``@pytest.mark.loom_cassette(path)`` (or the ``loom_cassette`` fixture) it is a
+    :class:`~pytest_loom.RecordedLLM` replaying them from a cassette.
     """
+    from .intercept import serve_sdks
     from .llm import MockLLM
 
-    llm = MockLLM(clock=loom_clock, **_marker_kwargs(request, "loom_llm"))
-    yield llm
+    kwargs = _marker_kwargs(request, "loom_llm")
+    marker = request.node.get_closest_marker("loom_cassette")
+    if marker is None and "loom_cassette" not in request.fixturenames:
+        llm = MockLLM(clock=loom_clock, **kwargs)
+        with serve_sdks(llm):
+            yield llm
+    else:
+        from .recorded import RecordedLLM
+        from .recordmode import record_mode
+
+        path, ignore = _cassette_args(request, marker)
+        mode = record_mode(request.config)
+        llm = recorded = RecordedLLM(path, mode=mode, ignore=ignore, clock=loom_clock, **kwargs)
+        with serve_sdks(llm):
+            yield llm
+        recorded.save()
     __tracebackhide__ = True
     llm.verify()
+
+
+def _cassette_args(
+    request: pytest.FixtureRequest, marker: pytest.Mark | None
+) -> tuple[Path, tuple[Any, ...]]:
+    """The cassette path (relative to the test file) and ignore rules of ``loom_cassette``."""
+    base = Path(request.node.path).parent
+    args = marker.args if marker else ()
+    kwargs = dict(marker.kwargs) if marker else {}
+    path = kwargs.pop("path", args[0] if args else None)
+    ignore = tuple(kwargs.pop("ignore", ()))
+    if len(args) > 1 or kwargs:
+        raise pytest.UsageError(
+            "@pytest.mark.loom_cassette takes a path and ignore=[...] only, got "
+            f"{', '.join([*map(repr, args[1:]), *kwargs])}"
+        )
+    if path is None:
+        name = request.node.name.replace("/", "_")
+        path = Path("cassettes") / Path(request.node.path).stem / f"{name}.yaml"
+    return base / path, ignore
+
+
+@pytest.fixture
+def loom_cassette(loom_llm: MockLLM) -> RecordedLLM:
+    """``loom_llm`` as a :class:`~pytest_loom.RecordedLLM` replaying this test's cassette.
+
+    The cassette is ``@pytest.mark.loom_cassette(path)`` (relative to the test file), by
+    default ``cassettes/<test file stem>/<test name>.yaml``. Its record mode is
+    ``--loom-record`` (or the ``loom_record`` ini key); new calls are written at teardown, and
+    recorded calls the test never used fail it (unless ``allow_unused=True``).
+    """
+    from .recorded import RecordedLLM
+
+    assert isinstance(loom_llm, RecordedLLM)
+    return loom_llm
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Scenarios and tests using ``loom_*`` fixtures run offline: only loopback is reachable."""
+    names = getattr(item, "fixturenames", ())
+    if item.get_closest_marker("loom_scenario") is None and not any(
+        name.startswith("loom_") for name in names
+    ):
+        return (yield)
+    from .netguard import block_network
+    from .recordmode import RecordMode, record_mode
+
+    with block_network(record_mode(item.config) is RecordMode.NONE):
+        return (yield)
 
 
 @pytest.fixture
@@ -181,13 +266,15 @@ def loom_run(
             outcome = target.run(state)
             return target.record(outcome.run_id)
         from ._isolation import isolated
+        from .recordmode import record_mode
         from .runner import run_scenario
         from .scenario import Scenario, load_scenario
 
         scenario = target if isinstance(target, Scenario) else load_scenario(_find(request, target))
         loom_clock.move_to(scenario.clock.start)
+        mode = record_mode(request.config)
         with isolated(tmp_path / f"loom-run-{next(counter)}") as workdir:
-            result = run_scenario(scenario, clock=loom_clock, workdir=workdir)
+            result = run_scenario(scenario, clock=loom_clock, workdir=workdir, mode=mode)
         if check and result.problems:
             pytest.fail("\n".join(result.problems), pytrace=False)
         return result.record

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ._killrun import run_killable
 from .clock import FakeClock
@@ -16,6 +17,8 @@ from .faults import FaultPlan, SimulatedCrash
 from .lab import Lab
 from .llm import MockLLM, UnconsumedTurnsError
 from .record import RunRecord
+from .recorded import RecordedLLM, UnusedRecordingsError
+from .recordmode import RecordMode
 from .runtimes import Runtime, get_runtime
 from .scenario import Bound, CrashFault, KillFault, RaiseFault, Scenario
 from .store import CheckpointStore
@@ -29,13 +32,23 @@ class ScenarioRun:
     problems: list[str] = field(default_factory=list)
 
 
-def run_scenario(scenario: Scenario, *, clock: FakeClock, workdir: Path) -> ScenarioRun:
-    """Run ``scenario`` under ``clock`` (already started), keeping all files in ``workdir``."""
+def run_scenario(
+    scenario: Scenario,
+    *,
+    clock: FakeClock,
+    workdir: Path,
+    mode: RecordMode | str = RecordMode.NONE,
+) -> ScenarioRun:
+    """Run ``scenario`` under ``clock`` (already started), keeping all files in ``workdir``.
+
+    ``mode`` is the record mode of the scenario's cassette, if it has one (``llm.cassette``).
+    """
     runtime = get_runtime(scenario.runtime)
+    blocked: list[str] = []
     # A throwaway database: a simulated crash needs no fsync, and a real kill loses only what
     # the kernel has not been handed, which is nothing.
     with CheckpointStore(workdir / f"{scenario.id}.checkpoints.db", durability="off") as store:
-        lab = make_lab(scenario, clock=clock, store=store, workdir=workdir)
+        lab = make_lab(scenario, clock=clock, store=store, workdir=workdir, mode=mode)
         record: RunRecord | None = None
         resume = stopped = False
         while record is None and not stopped and lab.faults.kills_pending():
@@ -44,28 +57,51 @@ def run_scenario(scenario: Scenario, *, clock: FakeClock, workdir: Path) -> Scen
             record, stopped, resume = phase.record, not phase.resume, True
         if record is None:
             if not stopped:
-                drive(runtime, scenario, lab, resume=resume)
+                drive(runtime, scenario, lab, resume=resume, blocked=blocked)
             record = runtime.record(scenario, lab)
+    if isinstance(lab.llm, RecordedLLM):
+        lab.llm.save()
     run = ScenarioRun(scenario, record, lab.llm)
+    run.problems.extend(dict.fromkeys(f"{scenario.path}: {message}" for message in blocked))
     run.problems.extend(_llm_problems(scenario, lab.llm))
     run.problems.extend(_fault_problems(scenario, lab.faults, record))
     run.problems.extend(check_expectations(scenario, record))
     return run
 
 
-def make_lab(scenario: Scenario, *, clock: FakeClock, store: CheckpointStore, workdir: Path) -> Lab:
-    """The lab for one run of ``scenario``: its mock LLM with faults armed, clock and store."""
+def make_lab(
+    scenario: Scenario,
+    *,
+    clock: FakeClock,
+    store: CheckpointStore,
+    workdir: Path,
+    mode: RecordMode | str = RecordMode.NONE,
+) -> Lab:
+    """The lab for one run of ``scenario``: its mock LLM with faults armed, clock and store.
+
+    With ``llm.cassette``, the LLM is a :class:`~pytest_loom.RecordedLLM` in record mode ``mode``.
+    """
     spec = scenario.llm
-    llm = MockLLM(
-        spec.turns,
-        spec.rules,
-        pricing=spec.pricing,
-        model=spec.model or "gpt-4o",
-        latency_s=spec.latency_s,
-        strict=spec.strict,
-        allow_unused=spec.allow_unused,
-        clock=clock,
-    )
+    mock_args: dict[str, Any] = {
+        "pricing": spec.pricing,
+        "model": spec.model or "gpt-4o",
+        "latency_s": spec.latency_s,
+        "strict": spec.strict,
+        "allow_unused": spec.allow_unused,
+        "clock": clock,
+    }
+    llm: MockLLM
+    if spec.cassette is None:
+        llm = MockLLM(spec.turns, spec.rules, **mock_args)
+    else:
+        llm = RecordedLLM(
+            scenario.path.parent / spec.cassette.path,
+            mode=mode,
+            ignore=spec.cassette.ignore,
+            turns=spec.turns,
+            rules=spec.rules,
+            **mock_args,
+        )
     faults = FaultPlan(scenario.faults)
     faults.arm(llm)
     return Lab(
@@ -82,16 +118,36 @@ def make_lab(scenario: Scenario, *, clock: FakeClock, store: CheckpointStore, wo
     )
 
 
-def drive(runtime: Runtime, scenario: Scenario, lab: Lab, *, resume: bool) -> None:
-    """Run (or resume) the loop to its end, resuming after each simulated crash that asks."""
-    while True:
+def drive(
+    runtime: Runtime,
+    scenario: Scenario,
+    lab: Lab,
+    *,
+    resume: bool,
+    blocked: list[str] | None = None,
+) -> None:
+    """Run (or resume) the loop to its end, resuming after each simulated crash that asks.
+
+    Provider SDK calls are served by the lab's LLM, and the network is blocked unless the
+    LLM records a cassette; ``blocked`` collects the blocked connections.
+    """
+    from .intercept import serve_sdks
+    from .netguard import block_network
+
+    recording = isinstance(lab.llm, RecordedLLM) and lab.llm.records
+    with serve_sdks(lab.llm), block_network(not recording) as log:
         try:
-            runtime.run(scenario, lab, resume=resume)
-            return
-        except SimulatedCrash as crash:
-            if not crash.resume:
-                return
-            resume = True
+            while True:
+                try:
+                    runtime.run(scenario, lab, resume=resume)
+                    return
+                except SimulatedCrash as crash:
+                    if not crash.resume:
+                        return
+                    resume = True
+        finally:
+            if blocked is not None:
+                blocked.extend(log)
 
 
 def _fault_problems(scenario: Scenario, faults: FaultPlan, record: RunRecord) -> list[str]:
@@ -113,7 +169,8 @@ def _llm_problems(scenario: Scenario, llm: MockLLM) -> list[str]:
     try:
         llm.verify()
     except UnconsumedTurnsError as exc:
-        line = scenario.lines.get("llm.turns", scenario.lines.get("llm", 1))
+        where = "llm.cassette" if isinstance(exc, UnusedRecordingsError) else "llm.turns"
+        line = scenario.lines.get(where, scenario.lines.get("llm", 1))
         problems.append(
             f"{scenario.path}:{line}: {exc}\n"
             "  hint: set `llm: {allow_unused: true}` if the loop may stop early on purpose"

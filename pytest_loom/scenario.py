@@ -53,12 +53,14 @@ from ._yamlnodes import (
     type_error,
 )
 from .budget import Budget
+from .matching import IgnoreRule
 from .record import BudgetLimit, StopReason, ToolCallRequest
 from .script import LLMErrorKind, Match, Price, Rule, Turn
 
 __all__ = [
     "DEFAULT_CLOCK_START",
     "Bound",
+    "CassetteSpec",
     "ClockSpec",
     "CrashFault",
     "Expectation",
@@ -164,6 +166,14 @@ class Expectation:
 
 
 @dataclass(frozen=True, slots=True)
+class CassetteSpec:
+    """The recording SDK calls are replayed from: a path relative to the scenario file."""
+
+    path: str
+    ignore: tuple[IgnoreRule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class LLMSpec:
     """The mock LLM's script: a default model and latency, prices, turns and standing rules."""
 
@@ -174,6 +184,7 @@ class LLMSpec:
     pricing: Mapping[str, Price] = field(default_factory=dict)
     turns: tuple[Turn, ...] = ()
     rules: tuple[Rule, ...] = ()
+    cassette: CassetteSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,7 +414,10 @@ def _llm(node: Node, key: str) -> LLMSpec:
     f = mapping(
         node,
         key,
-        allowed=("model", "strict", "allow_unused", "latency", "pricing", "turns", "rules"),
+        allowed=(
+            *("model", "strict", "allow_unused", "latency", "pricing", "turns", "rules"),
+            "cassette",
+        ),
     )
     ids = itertools.count(1)  # tool-call ids are numbered across turns, then rules
     turns = f.get("turns", list_of(partial(_turn, ids=ids), "a list of turns"), ())
@@ -416,7 +430,35 @@ def _llm(node: Node, key: str) -> LLMSpec:
         pricing=f.get("pricing", _pricing, {}),
         turns=turns,
         rules=rules,
+        cassette=f.opt("cassette", _cassette),
     )
+
+
+def _cassette(node: Node, key: str) -> CassetteSpec:
+    """``cassette: path``, or ``cassette: {path: ..., ignore: [{regex: ..., role: ...}]}``."""
+    if kind(node) == "str":
+        return CassetteSpec(path=nonempty_string(node, key))
+    f = mapping(
+        node,
+        key,
+        allowed=("path", "ignore"),
+        required=("path",),
+        examples={"path": "path: cassettes/run.yaml"},
+        type_hint="a cassette is a path, or a mapping with `path` and `ignore`",
+    )
+    rules = list_of(_ignore_rule, "a list of ignore rules, such as `- {regex: 'id-\\d+'}`")
+    return CassetteSpec(path=f.require("path", nonempty_string), ignore=f.get("ignore", rules, ()))
+
+
+def _ignore_rule(node: Node, key: str) -> IgnoreRule:
+    f = mapping(
+        node,
+        key,
+        allowed=("regex", "role"),
+        required=("regex",),
+        examples={"regex": 'regex: "Today is \\S+"'},
+    )
+    return IgnoreRule(regex=f.require("regex", regex), role=f.opt("role", nonempty_string))
 
 
 def _pricing(node: Node, key: str) -> dict[str, Price]:

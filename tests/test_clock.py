@@ -378,6 +378,20 @@ def test_repeated_start_rescans_only_new_modules(monkeypatch: pytest.MonkeyPatch
     assert cp._scans[fresh.__name__] is not scans.get(fresh.__name__)
 
 
+def test_sweep_reuses_its_result_until_the_modules_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    cp._sweep()
+    unchanged = cp._sweep()
+    assert cp._sweep() is unchanged
+    late = types.ModuleType("loom_late_global_mod")
+    monkeypatch.setitem(sys.modules, late.__name__, late)
+    assert cp._sweep() is not unchanged  # a new module is scanned
+    with FakeClock() as clock:
+        late.tick = REAL["perf_counter"]  # type: ignore[attr-defined]  # bound after the start
+        clock.rebind()
+        assert late.tick() == 1000.0  # type: ignore[attr-defined]
+    assert late.tick is REAL["perf_counter"]  # type: ignore[attr-defined]
+
+
 def test_repeated_start_is_cheap(monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(max(0, 1000 - len(sys.modules))):
         pad = types.ModuleType(f"loom_pad_{i}")

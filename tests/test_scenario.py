@@ -1082,6 +1082,16 @@ SECTIONS = [
     ("match", "llm: {turns: [{match: {zzz: 1}}]}", "/$defs/match/properties"),
     ("rule", "llm: {rules: [{zzz: 1}]}", "/$defs/rule/properties"),
     ("reply", "llm: {rules: [{match: {model: m}, reply: {zzz: 1}}]}", "/$defs/reply/properties"),
+    (
+        "cassette",
+        "llm: {cassette: {path: c.yaml, zzz: 1}}",
+        "/properties/llm/properties/cassette/oneOf/1/properties",
+    ),
+    (
+        "ignore rule",
+        "llm: {cassette: {path: c.yaml, ignore: [{regex: x, zzz: 1}]}}",
+        "/properties/llm/properties/cassette/oneOf/1/properties/ignore/items/properties",
+    ),
     ("clock", "clock: {zzz: 1}", "/properties/clock/properties"),
     ("fault", "faults: [{zzz: 1}]", "/$defs/fault/properties"),
     ("raise", "faults: [{raise: {zzz: 1}}]", "/$defs/fault/properties/raise/properties"),
@@ -1138,6 +1148,19 @@ CASES = [
     ("stop typo", HEAD + "expect: {stop: convergd}\n", INVALID),
     ("bound min only bad", HEAD + "expect: {steps: {}}\n", INVALID),
     ("marker", HEAD + "markers: [1slow]\n", INVALID),
+    ("cassette path", HEAD + "llm: {cassette: cassettes/run.yaml}\n", VALID),
+    (
+        "cassette with ignore rules",
+        HEAD + "llm: {cassette: {path: c.yaml, ignore: [{regex: 'id-\\d+', role: system}]}}\n",
+        VALID,
+    ),
+    ("cassette without path", HEAD + "llm: {cassette: {ignore: []}}\n", INVALID),
+    ("cassette empty path", HEAD + "llm: {cassette: ''}\n", INVALID),
+    (
+        "ignore rule without regex",
+        HEAD + "llm: {cassette: {path: c, ignore: [{role: x}]}}\n",
+        INVALID,
+    ),
 ]
 
 
@@ -1186,3 +1209,18 @@ def test_failed_label_takes_the_bare_class_name(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="bare class") as info:
         load_scenario(path)
     assert info.value.line == 3
+
+
+def test_cassette_and_ignore_rules_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "s.loom.yaml"
+    path.write_text(
+        "version: 1\nentry: m:build\nllm:\n  cassette:\n    path: cassettes/s.yaml\n"
+        "    ignore:\n      - {regex: 'Today is \\S+', role: system}\n"
+    )
+    spec = load_scenario(path).llm.cassette
+    assert spec is not None and spec.path == "cassettes/s.yaml"
+    assert [(r.regex, r.role) for r in spec.ignore] == [("Today is \\S+", "system")]
+    path.write_text("version: 1\nentry: m:build\nllm: {cassette: {path: c, ignor: []}}\n")
+    with pytest.raises(ScenarioError, match="did you mean 'ignore'") as info:
+        load_scenario(path)
+    assert info.value.key == "llm.cassette.ignor"

@@ -282,3 +282,55 @@ def test_loom_store_fixture_is_a_fresh_wal_store_under_tmp_path(
     assert loom_store.path.parent == tmp_path
     assert loom_store.runs() == []
     assert loom_store._db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def schema_of(path: Path) -> list[tuple[str, ...]]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+        rows += db.execute("SELECT * FROM loom_meta").fetchall()
+        rows += [db.execute("PRAGMA journal_mode").fetchone()]
+    db.close()
+    return rows
+
+
+def test_a_new_throwaway_store_is_a_copy_of_a_new_database(tmp_path: Path) -> None:
+    CheckpointStore(tmp_path / "made.db").close()
+    copied = CheckpointStore(tmp_path / "copied.db", durability="off")
+    begin(copied)
+    commit(copied, "r1", 1, 2)
+    assert copied.last_step("r1") == copied.step("r1", 2)
+    copied.close()
+
+    assert schema_of(tmp_path / "copied.db") == schema_of(tmp_path / "made.db")
+    assert ("schema", str(SCHEMA_VERSION)) in schema_of(tmp_path / "copied.db")
+    with sqlite3.connect(tmp_path / "copied.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    db.close()
+
+
+def test_a_throwaway_store_keeps_an_existing_file(tmp_path: Path) -> None:
+    with CheckpointStore(tmp_path / "c.db", durability="off") as store:
+        begin(store)
+        commit(store, "r1", 1)
+    with CheckpointStore(tmp_path / "c.db", durability="off") as store:
+        assert [r.run_id for r in store.runs()] == ["r1"]
+        assert store.last_step("r1") is not None
+
+
+def test_a_throwaway_store_where_no_file_can_be_made_is_the_usual_error(tmp_path: Path) -> None:
+    messages = []
+    for durability in ("off", "normal"):
+        with pytest.raises(CheckpointError) as info:
+            CheckpointStore(tmp_path / "missing" / "c.db", durability=durability)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    assert "not a usable pytest-loom checkpoint database" in messages[0]
+
+
+def test_an_in_memory_throwaway_store_makes_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with CheckpointStore(":memory:", durability="off") as store:
+        begin(store)
+    assert list(tmp_path.iterdir()) == []

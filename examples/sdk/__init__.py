@@ -1,0 +1,1 @@
+"""Example loops written against the real provider SDKs, replayed from committed cassettes."""
