@@ -310,3 +310,21 @@ def test_a_scenario_error_reads_as_one_clean_failure(pytester: pytest.Pytester) 
     result.stdout.fnmatch_lines(["*usd.loom.yaml:5: budget.usd: loom-agent cannot enforce*"])
     result.stdout.no_fnmatch_line("*Traceback*")
     result.stdout.no_fnmatch_line("*pytest_loom/adapters*")
+
+
+def test_the_provider_circuit_breaker_runs_on_the_fake_clock() -> None:
+    # loom-agent's breaker cannot open inside one run (a request gives up after 3 attempts,
+    # the breaker needs 5 failures), so its clock is checked on loom's own class directly.
+    from loom.providers.base import CircuitBreaker, RetryConfig
+
+    started = real_perf_counter()
+    with FakeClock() as clock:
+        breaker = CircuitBreaker(RetryConfig())
+        for _ in range(5):
+            breaker.record_failure()
+        assert breaker.is_open()
+        clock.advance(59.9)
+        assert breaker.is_open()
+        clock.advance(0.1)
+        assert not breaker.is_open(), "half-open after circuit_reset_after fake seconds"
+    assert real_perf_counter() - started < 1.0
