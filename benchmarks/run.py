@@ -7,7 +7,7 @@ tests. This script measures each claim next to a yardstick measured in the same 
 machine (raw ``sqlite3``; bare parametrized pytest tests with syrupy snapshots), prints a table
 and writes it into ``docs/performance.md`` so the figures in the docs are reproducible::
 
-    .venv/bin/python benchmarks/run.py            # full run (~45 s), rewrites the doc's table
+    .venv/bin/python benchmarks/run.py            # full run (~40 s), rewrites the doc's table
     .venv/bin/python benchmarks/run.py --quick    # CI-sized (~15 s), prints only
     .venv/bin/python benchmarks/run.py --check    # exit 1 if a ratio is worse than its target
 

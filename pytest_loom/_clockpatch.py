@@ -12,7 +12,8 @@ import (``from time import monotonic``, ``field(default_factory=time.monotonic)`
 * a sweep of ``sys.modules`` rebinds module globals and dataclass ``default_factory``s (the
   :class:`~dataclasses.Field` and the generated ``__init__``'s closure cell) that are the real
   functions, and undoes exactly that on stop; what a module holds is cached, so a repeated
-  start only scans modules that are new;
+  start or a rebind only scans modules that are new or changed, and none when ``sys.modules``
+  is as the last sweep left it;
 * asyncio timers (``call_later``, ``wait_for``, ``asyncio.timeout``) fire because the select of
   a running event loop's selector, instead of blocking until the next timer, moves the fake
   clock to it.
