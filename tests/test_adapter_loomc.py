@@ -21,10 +21,11 @@ from pytest_loom.budget import Budget  # noqa: E402
 from pytest_loom.clock import FakeClock  # noqa: E402
 from pytest_loom.lab import Lab  # noqa: E402
 from pytest_loom.record import Event, RunRecord, digest, sum_usd  # noqa: E402
-from pytest_loom.runner import drive, make_lab, run_scenario  # noqa: E402
+from pytest_loom.runner import drive, make_lab  # noqa: E402
 from pytest_loom.runtimes import RuntimeNotAvailable  # noqa: E402
 from pytest_loom.scenario import Scenario, load_scenario  # noqa: E402
 from pytest_loom.store import CheckpointStore  # noqa: E402
+from pytest_loom.testing import run_file  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios" / "loomc"
@@ -37,19 +38,8 @@ def scenario_file(tmp_path: Path, text: str, name: str = "case") -> Path:
 
 
 def run(path: Path, root: Path) -> tuple[RunRecord, Path]:
-    """Run a scenario with its work directory ``root/work`` and the CWD ``root/cwd``, which
-    must stay empty; returns the record and the work directory."""
-    scenario = load_scenario(path)
-    workdir, cwd = root / "work", root / "cwd"
-    workdir.mkdir(parents=True)
-    cwd.mkdir()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(cwd)
-        with FakeClock(start=scenario.clock.start) as clock:
-            result = run_scenario(scenario, clock=clock, workdir=workdir)
-    assert not list(cwd.iterdir()), "the run wrote into the working directory"
-    assert not result.problems, "\n".join(result.problems)
-    return result.record, workdir
+    """:func:`run_file` (the CWD must stay empty), and the run's work directory."""
+    return run_file(path, root), root / "work"
 
 
 def loomc_store(workdir: Path) -> SQLiteCheckpointStore:
