@@ -9,17 +9,8 @@ pytest-loom[x]", as it would in a user's project.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, distribution
-
-
-def _installed(dist: str) -> bool:
-    try:
-        distribution(dist)
-    except PackageNotFoundError:
-        return False
-    return True
-
+from pytest_loom.runtimes import installed
 
 collect_ignore: list[str] = []
-if _installed("loom-runner") and not _installed("loom-agent"):
+if installed("loom-runner") and not installed("loom-agent"):
     collect_ignore.append("scenarios/loom-agent")

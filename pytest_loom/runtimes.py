@@ -21,7 +21,7 @@ from .entry import call_entry, load_entry
 from .lab import Lab
 from .record import RunRecord
 from .reference import RUNTIME_NAME, RUNTIME_VERSION, Loop, build_record
-from .scenario import Scenario
+from .scenario import Scenario, ScenarioError
 
 ENTRY_POINT_GROUP = "pytest_loom.runtimes"
 
@@ -102,18 +102,33 @@ class ReferenceRuntime:
         return build_record(lab.store, scenario.id)
 
 
+def installed(name: str) -> bool:
+    """Whether the runtime a shipped adapter drives (a key of ``BUILTIN_ADAPTERS``) is installed."""
+    try:
+        distribution(BUILTIN_ADAPTERS[name][1])
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+def budget_error(
+    scenario: Scenario, key: str, problem: str, expected: str | None = None, hint: str | None = None
+) -> ScenarioError:
+    """The error for ``budget.<key>`` of a scenario its runtime cannot enforce, at that line."""
+    line = scenario.lines.get(f"budget.{key}", scenario.lines.get("budget"))
+    return ScenarioError(scenario.path, line, f"budget.{key}", problem, expected, hint)
+
+
 def get_runtime(name: str) -> Runtime:
     """A fresh adapter for runtime ``name``; :class:`RuntimeNotAvailable` says what to install."""
     if name == RUNTIME_NAME:
         return ReferenceRuntime()
     if name in BUILTIN_ADAPTERS:
         target, dist = BUILTIN_ADAPTERS[name]
-        try:
-            distribution(dist)
-        except PackageNotFoundError:
+        if not installed(name):
             raise RuntimeNotAvailable(
                 f"runtime {name!r} is not installed: pip install 'pytest-loom[{dist}]'"
-            ) from None
+            )
         module_name, _, attr = target.partition(":")
         try:
             module = importlib.import_module(module_name)

@@ -389,9 +389,7 @@ PROJECT_LOOPS = LOOPS.replace("from pytest_loom.faults import SimulatedCrash\n",
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
-        monkeypatch.delenv(name, raising=False)
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makepyfile(lr_loops=PROJECT_LOOPS)
     pytester.makeini("[pytest]\npythonpath = .\n")
     pytester.path.joinpath("scenarios").mkdir()
@@ -419,27 +417,20 @@ def test_budgets_loom_runner_cannot_enforce_name_file_line_and_fix(
     assert "pytest_loom/" not in result.stdout.str()
 
 
-def test_scenarios_write_nothing_outside_the_test_directory(project: pytest.Pytester) -> None:
+def test_scenarios_write_nothing_outside_the_test_directory(
+    project: pytest.Pytester, project_files: Callable[[], set[Path]]
+) -> None:
     project.path.joinpath("scenarios", "count.loom.yaml").write_text(
         "version: 1\nruntime: loom-runner\nentry: lr_loops:count\ninput: {n: 0, until: 3}\n"
         "faults: [{kill: {step: 2}}]\nexpect: {stop: completed, steps: 3}\n"
     )
 
-    def files() -> set[Path]:
-        # pytester's own run artefacts (basetemp, captured output) are not the project's.
-        own = ("runpytest", "stdout", "stderr", "__pycache__")
-        return {
-            rel
-            for rel in (p.relative_to(project.path) for p in project.path.rglob("*"))
-            if not any(part.startswith(own) for part in rel.parts)
-        }
-
-    before = files()
+    before = project_files()
     result = project.runpytest_subprocess(
         "-p", "no:cacheprovider", "--loom-scenarios", "--snapshot-update"
     )
     result.assert_outcomes(passed=1)
     snapshot = Path("scenarios/__snapshots__/count.loom/count.run.json")
-    assert files() - before == {snapshot.parent.parent, snapshot.parent, snapshot}
+    assert project_files() - before == {snapshot.parent.parent, snapshot.parent, snapshot}
     snapshot = project.path / snapshot
     assert json.loads(snapshot.read_text())["steps"][1]["events"] == ["resumed"]

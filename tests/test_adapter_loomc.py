@@ -475,9 +475,7 @@ expect:
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
-        monkeypatch.delenv(name, raising=False)
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makepyfile(loops=LOOPS)
     pytester.makeini("[pytest]\npythonpath = .\n")
     pytester.path.joinpath("scenarios").mkdir()

@@ -328,8 +328,6 @@ def test_an_entry_point_must_build_a_lab_loop(
 
 
 def test_budget_errors_read_as_the_scenario_in_pytest(pytester: pytest.Pytester) -> None:
-    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
-        pytester._monkeypatch.delenv(name, raising=False)
     pytester.makepyfile(tl_loops=LOOPS)
     pytester.makeini("[pytest]\npythonpath = .\n")
     pytester.path.joinpath("notes.loom.yaml").write_text(
@@ -345,8 +343,6 @@ def test_budget_errors_read_as_the_scenario_in_pytest(pytester: pytest.Pytester)
 
 
 def test_a_passing_scenario_snapshots_under_pytest(pytester: pytest.Pytester) -> None:
-    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
-        pytester._monkeypatch.delenv(name, raising=False)
     pytester.makeini(f"[pytest]\npythonpath = {ROOT}\n")
     pytester.path.joinpath("notes.loom.yaml").write_text(TWO_SECTIONS)
     args = ("-p", "no:cacheprovider", "--loom-scenarios")

@@ -6,24 +6,16 @@ installs all four (loom-agent in its own environment).
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, distribution
-
 import pytest
 
-from pytest_loom.runtimes import BUILTIN_ADAPTERS
+from pytest_loom.runtimes import installed
 from pytest_loom.testing import AdapterConformance
 
 
 def _installed(runtime: str) -> pytest.MarkDecorator:
-    dist = BUILTIN_ADAPTERS[runtime][1]
-    try:
-        distribution(dist)
-    except PackageNotFoundError:
-        missing = True
-    else:
-        missing = False
     return pytest.mark.skipif(
-        missing, reason=f"{dist} not installed: pip install 'pytest-loom[{dist}]'"
+        not installed(runtime),
+        reason=f"{runtime} not installed: pip install 'pytest-loom[{runtime}]'",
     )
 
 

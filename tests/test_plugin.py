@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
-from importlib.metadata import PackageNotFoundError, distribution
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -52,10 +52,7 @@ expect:
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    # When this suite runs under xdist, the inner runs must not believe they are workers.
-    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
-        monkeypatch.delenv(name, raising=False)
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makepyfile(loops=LOOPS)
     pytester.makeini("[pytest]\npythonpath = .\n")
     pytester.path.joinpath("scenarios").mkdir()
@@ -213,10 +210,10 @@ def test_entry_raising_at_import(project: pytest.Pytester) -> None:
 
 
 def test_uninstalled_runtime_is_one_line(project: pytest.Pytester) -> None:
-    from pytest_loom.runtimes import BUILTIN_ADAPTERS
+    from pytest_loom.runtimes import BUILTIN_ADAPTERS, installed
 
     # loom-runner and loom-agent cannot share an environment, so one of them is always missing.
-    missing = [name for name in BUILTIN_ADAPTERS if not _installed(BUILTIN_ADAPTERS[name][1])]
+    missing = [name for name in BUILTIN_ADAPTERS if not installed(name)]
     assert missing
     write(project, "refine.loom.yaml", f"runtime: {missing[0]}\n" + SCENARIO)
     result = run(project, "--loom-scenarios")
@@ -238,14 +235,6 @@ def test_unknown_runtime_lists_the_known_ones(project: pytest.Pytester) -> None:
         ]
     )
     no_internal_traceback(result)
-
-
-def _installed(dist: str) -> bool:
-    try:
-        distribution(dist)
-    except PackageNotFoundError:
-        return False
-    return True
 
 
 def test_no_loom_scenarios_overrides_the_ini(project: pytest.Pytester) -> None:
@@ -389,7 +378,9 @@ def test_serial_and_xdist_give_identical_snapshots(
     run(project, "--loom-scenarios", "-n", "2").assert_outcomes(passed=4)
 
 
-def test_nothing_written_outside_tmp(project: pytest.Pytester) -> None:
+def test_nothing_written_outside_tmp(
+    project: pytest.Pytester, project_files: Callable[[], set[Path]]
+) -> None:
     project.makepyfile(
         writer="""
 from pathlib import Path
@@ -409,18 +400,9 @@ def build(lab: Lab):
         "snapshot: false\n",
     )
 
-    def files() -> set[Path]:
-        # pytester's own run artefacts (basetemp, captured output) are not the project's.
-        own = ("runpytest", "stdout", "stderr", "__pycache__")
-        return {
-            rel
-            for rel in (p.relative_to(project.path) for p in project.path.rglob("*"))
-            if not any(part.startswith(own) for part in rel.parts)
-        }
-
-    before = files()
+    before = project_files()
     run(project, "--loom-scenarios").assert_outcomes(passed=1)
-    assert files() - before == set()
+    assert project_files() - before == set()
     assert not (Path.home() / ".loopcache").exists()
 
 

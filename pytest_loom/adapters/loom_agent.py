@@ -48,7 +48,7 @@ from ..record import (
     sum_usd,
     totals_of,
 )
-from ..runtimes import build_entry, wrong_entry
+from ..runtimes import budget_error, build_entry, wrong_entry
 from ..scenario import Scenario, ScenarioError
 
 NAME = "loom-agent"
@@ -353,10 +353,9 @@ def _provider_seam(provider: LLMProvider) -> Iterator[None]:
 def _check_budget(scenario: Scenario) -> None:
     for key, what in _UNENFORCEABLE.items():
         if getattr(scenario.budget, key) is not None:
-            raise ScenarioError(
-                scenario.path,
-                scenario.lines.get(f"budget.{key}", scenario.lines.get("budget")),
-                f"budget.{key}",
+            raise budget_error(
+                scenario,
+                key,
                 f"loom-agent cannot enforce {what}: its RuntimeLimits bound only max_iterations",
                 hint=f"remove budget.{key}; budget.iterations (turns) is what loom-agent enforces",
             )

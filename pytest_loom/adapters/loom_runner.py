@@ -49,8 +49,8 @@ from ..record import (
     sum_usd,
     totals_of,
 )
-from ..runtimes import build_entry, wrong_entry
-from ..scenario import Scenario, ScenarioError
+from ..runtimes import budget_error, build_entry, wrong_entry
+from ..scenario import Scenario
 from ..store import CheckpointError
 
 __all__ = ["DEFAULT_MAX_STEPS", "LoomRunnerRuntime", "lab_store"]
@@ -284,10 +284,9 @@ class _StepBoundary:
 def _check_budget(scenario: Scenario, lab: Lab) -> None:
     for key, why in _UNENFORCEABLE.items():
         if getattr(lab.budget, key) is not None:
-            raise ScenarioError(
-                scenario.path,
-                scenario.lines.get(f"budget.{key}", scenario.lines.get("budget")),
-                f"budget.{key}",
+            raise budget_error(
+                scenario,
+                key,
                 f"loom-runner cannot enforce this limit: {why}",
                 hint="loom-runner enforces only budget.iterations (as max_steps); remove "
                 f"budget.{key}, or have your step function enforce it (pass it in options:)",

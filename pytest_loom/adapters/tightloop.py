@@ -54,7 +54,7 @@ from ..record import (
     sum_usd,
     totals_of,
 )
-from ..runtimes import build_entry, wrong_entry
+from ..runtimes import budget_error, build_entry, wrong_entry
 from ..scenario import Scenario, ScenarioError
 from ..units import parse_duration
 
@@ -443,23 +443,20 @@ def _check_budget(scenario: Scenario, loop: Loop) -> None:
         wanted = getattr(scenario.budget, key)
         if wanted is None:
             continue
-        line = scenario.lines.get(f"budget.{key}", scenario.lines.get("budget"))
         got = getattr(loop, attr)
         if got != wanted:
-            raise ScenarioError(
-                scenario.path,
-                line,
-                f"budget.{key}",
+            raise budget_error(
+                scenario,
+                key,
                 f"the loop built by {scenario.entry!r} has {attr}={got!r}, not {wanted!r}",
                 hint="pass the budget to the Loop: lab_loop(lab, ...) does, or "
                 "**tightloop_limits(lab.budget)",
             )
         model = loop.llm.model_id
         if key == "usd" and model not in loop.pricing["models"]:
-            raise ScenarioError(
-                scenario.path,
-                line,
-                "budget.usd",
+            raise budget_error(
+                scenario,
+                "usd",
                 f"tightloop cannot enforce it: model {model!r} is not in the Loop's pricing "
                 "table, so tightloop tracks no USD cost",
                 f"a model it prices: {', '.join(sorted(loop.pricing['models']))}",

@@ -1,0 +1,32 @@
+"""Fixtures the suite's plugin tests share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytester, whose inner runs must not believe they are xdist workers when this suite runs
+    under ``-n``."""
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
+    return pytester
+
+
+@pytest.fixture
+def project_files(pytester: pytest.Pytester) -> Callable[[], set[Path]]:
+    """The files of the pytester project, without pytester's own run artefacts."""
+
+    def files() -> set[Path]:
+        own = ("runpytest", "stdout", "stderr", "__pycache__")
+        return {
+            rel
+            for rel in (p.relative_to(pytester.path) for p in pytester.path.rglob("*"))
+            if not any(part.startswith(own) for part in rel.parts)
+        }
+
+    return files
