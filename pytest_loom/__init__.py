@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .context import StepContext
     from .convergence import Progress, predicate, score_at_least, score_plateau
     from .diff import diff_records
+    from .drift import SummaryFormatError
     from .entry import EntryPointError
     from .intercept import serve_sdks
     from .lab import Lab
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     )
     from .matching import IgnoreRule
     from .netguard import NetworkBlockedError, block_network
+    from .policy import PolicyError
     from .record import (
         RECORD_VERSION,
         BudgetLimit,
@@ -66,12 +68,17 @@ if TYPE_CHECKING:
     from .recorded import CassetteMismatchError, RecordedLLM, UnusedRecordingsError
     from .recordmode import RecordMode
     from .reference import Done, Loop, RunOutcome, Stalled
+    from .replay import DivergenceError, Replay, resume_point
+    from .replaying import ReplayOutcome, replay_saved
+    from .reports import write_reports
+    from .runlog import RunLogError, SavedRun, Session, find_run, sessions
     from .runner import ScenarioRun, run_scenario
     from .runtimes import Runtime, RuntimeNotAvailable, get_runtime
     from .scenario import Scenario, ScenarioError, load_scenario
     from .script import LLMErrorKind, Match, Price, Rule, Turn
     from .snapshot import RunRecordExtension
     from .store import CheckpointError, CheckpointStore
+    from .summary import Summary, load_summary, merge_summaries
 
 _EXPORTS: dict[str, str] = {
     "Budget": "budget",
@@ -131,6 +138,16 @@ _EXPORTS: dict[str, str] = {
     "Loop": "reference",
     "RunOutcome": "reference",
     "Stalled": "reference",
+    "DivergenceError": "replay",
+    "Replay": "replay",
+    "resume_point": "replay",
+    "ReplayOutcome": "replaying",
+    "replay_saved": "replaying",
+    "RunLogError": "runlog",
+    "SavedRun": "runlog",
+    "Session": "runlog",
+    "find_run": "runlog",
+    "sessions": "runlog",
     "ScenarioRun": "runner",
     "run_scenario": "runner",
     "Runtime": "runtimes",
@@ -147,6 +164,12 @@ _EXPORTS: dict[str, str] = {
     "RunRecordExtension": "snapshot",
     "CheckpointError": "store",
     "CheckpointStore": "store",
+    "SummaryFormatError": "drift",
+    "PolicyError": "policy",
+    "write_reports": "reports",
+    "Summary": "summary",
+    "load_summary": "summary",
+    "merge_summaries": "summary",
 }
 
 __all__ = [
@@ -160,6 +183,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointStore",
     "ClockError",
+    "DivergenceError",
     "Done",
     "EntryPointError",
     "Event",
@@ -177,6 +201,7 @@ __all__ = [
     "MockLLM",
     "MockLLMError",
     "NetworkBlockedError",
+    "PolicyError",
     "Price",
     "PricingError",
     "Progress",
@@ -187,25 +212,32 @@ __all__ = [
     "RecordedLLM",
     "RecordedRequest",
     "RecordedResponse",
+    "Replay",
+    "ReplayOutcome",
     "Request",
     "Response",
     "Rule",
+    "RunLogError",
     "RunOutcome",
     "RunRecord",
     "RunRecordExtension",
     "Runtime",
     "RuntimeInfo",
     "RuntimeNotAvailable",
+    "SavedRun",
     "Scenario",
     "ScenarioError",
     "ScenarioRun",
     "ServerError",
+    "Session",
     "Spend",
     "Stalled",
     "Step",
     "StepContext",
     "Stop",
     "StopReason",
+    "Summary",
+    "SummaryFormatError",
     "ToolCall",
     "ToolCallRequest",
     "Totals",
@@ -215,14 +247,21 @@ __all__ = [
     "UnusedRecordingsError",
     "block_network",
     "diff_records",
+    "find_run",
     "get_runtime",
     "load_cassette",
     "load_scenario",
+    "load_summary",
+    "merge_summaries",
     "predicate",
+    "replay_saved",
+    "resume_point",
     "run_scenario",
     "score_at_least",
     "score_plateau",
     "serve_sdks",
+    "sessions",
+    "write_reports",
 ]
 __version__ = "0.1.0"
 

@@ -30,7 +30,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 KILLED = 86
 """The exit status of a child killed by a kill fault (anything else is an accident)."""
 
-_LLM_PROCESS_LOCAL = ("_listeners", "_clock")
+_LLM_PROCESS_LOCAL = ("_listeners", "_clock", "_replay")
 
 
 class KillRunError(Exception):
@@ -92,6 +92,7 @@ def _capture(lab: Lab) -> dict[str, Any]:
         "started_s": lab.started_s,
         "marks": list(lab.marks),
         "pending": lab.faults.unfired(),
+        "replay": lab.llm.replay,
     }
 
 
@@ -103,6 +104,12 @@ def _restore(lab: Lab, state: dict[str, Any]) -> None:
     lab.started_s = state["started_s"]
     lab.marks[:] = state["marks"]
     lab.faults.replace_pending(state["pending"])
+    replay = state["replay"]
+    if replay is not None:
+        if lab.llm.replay is None:
+            lab.llm.replaying(replay)
+        else:
+            lab.llm.replay.carry(replay)
 
 
 def _write(path: Path, outcome: dict[str, Any]) -> None:

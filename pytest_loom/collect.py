@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .cassette import CassetteError
+from .diff import diff_records
 from .entry import EntryPointError
 from .record import RecordError, RunRecord
+from .runlog import SESSION_KEY
 from .runtimes import RuntimeNotAvailable
 from .scenario import Scenario, ScenarioError, load_scenario
 from .store import CheckpointError
+
+if TYPE_CHECKING:
+    from .replay import Replay
 
 RECORD_KEY = pytest.StashKey[RunRecord]()
 """Where a scenario item keeps its run record for later reporting."""
@@ -45,7 +51,9 @@ class ScenarioFile(pytest.File):
         item.scenario = scenario
         item.add_marker(pytest.mark.loom_scenario(runtime=scenario.runtime))
         for name in scenario.markers:
-            item.add_marker(name)
+            # A scenario kept as a known failure says why in its description.
+            reason = scenario.description.strip() if name == "xfail" else ""
+            item.add_marker(pytest.mark.xfail(reason=reason) if reason else name)
         yield item
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> Any:  # type: ignore[override]
@@ -74,30 +82,50 @@ def _relative(message: str, config: pytest.Config) -> str:
 
 def _scenario_test(scenario: Scenario) -> Any:
     def run(request: pytest.FixtureRequest, tmp_path: Path, snapshot: Any) -> None:
-        from ._isolation import isolated
-        from .clock import FakeClock
+        from .gate import gate_problems, trials
         from .recordmode import record_mode
-        from .runner import run_scenario
-        from .snapshot import RunRecordExtension, masking
+        from .snapshot import RunRecordExtension, masking, serialize_record
+        from .trials import run_trials, trial_problems
 
         mode = record_mode(request.config)
-        with isolated(tmp_path) as workdir, FakeClock(start=scenario.clock.start) as clock:
-            result = run_scenario(scenario, clock=clock, workdir=workdir, mode=mode)
+        assertion = snapshot.use_extension(RunRecordExtension) if scenario.snapshot else None
+        replay = _replay(request.config, scenario, assertion)
+        runs = run_trials(
+            scenario, tmp_path=tmp_path, trials=trials(request.config), mode=mode, replay=replay
+        )
+        result = runs[0]
         request.node.stash[RECORD_KEY] = result.record
-        problems = list(result.problems)
-        if scenario.snapshot:
-            assertion = snapshot.use_extension(RunRecordExtension)
+        saved = request.config.stash.get(SESSION_KEY, None)
+        if saved is not None:
+            saved.save(_run_id(request.node, scenario), scenario.path, tmp_path, result.record)
+        problems = trial_problems(runs)
+        compared, mismatch = None, None  # the snapshot the run was compared with, a mismatch
+        if replay is not None and replay.from_step is not None:
+            # The steps from N on are meant to change: the recording is not the expected run.
+            assert assertion is not None
+            recorded = replay.recording
+            assert assertion == serialize_record(recorded)  # keeps syrupy's snapshot in use
+            now = replace(result.record, run_id=recorded.run_id)
+            changes = diff_records(recorded.to_dict(), now.to_dict())
+            request.node.add_report_section(
+                "call",
+                f"loom replay from step {replay.from_step}",
+                "\n".join(changes) or "the run is the recorded run",
+            )
+        elif assertion is not None:
             with masking(tmp_path, request.config.rootpath):
                 matches = assertion == result.record
+            compared = assertion
             if not matches:
                 diff = "\n".join(assertion.get_assert_diff())
-                problems.insert(
-                    0,
+                mismatch = (
                     "run record differs from its snapshot:\n"
                     + textwrap.indent(diff, "    ")
                     + "\n  hint: if the change is intended, run: "
-                    "pytest --loom-scenarios --snapshot-update",
+                    "pytest --loom-scenarios --snapshot-update"
                 )
+        # The drift gate decides whether a snapshot mismatch fails the scenario (docs/gate.md).
+        problems[:0] = gate_problems(request.node, runs, tmp_path, compared, mismatch)
         if problems:
             raise ScenarioFailure(
                 f"scenario {scenario.id!r} ({scenario.path.name}) failed:\n"
@@ -107,3 +135,48 @@ def _scenario_test(scenario: Scenario) -> Any:
     run.__name__ = scenario.id
     run.__qualname__ = scenario.id
     return run
+
+
+def _run_id(item: pytest.Item, scenario: Scenario) -> str:
+    """The id a saved run goes by: the scenario file's path without its suffix."""
+    path, _, name = item.nodeid.partition("::")
+    stem = path.removesuffix(".loom.yaml")
+    return stem if name == scenario.id and stem != path else item.nodeid
+
+
+def _replay(config: pytest.Config, scenario: Scenario, assertion: Any) -> Replay | None:
+    """With ``--loom-replay``, the scenario's committed snapshot as the recording to replay."""
+    from_step: int | None = config.getoption("loom_replay_from")
+    if not config.getoption("loom_replay") and from_step is None:
+        return None
+    from .replay import Replay
+
+    where = f"{scenario.path}:{scenario.lines.get('snapshot', 1)}"
+    if assertion is None:
+        raise ScenarioFailure(
+            f"{where}: --loom-replay: scenario {scenario.id!r} has `snapshot: false`, so there "
+            "is no recorded run to replay\n  hint: remove `snapshot: false` and record it "
+            "with --snapshot-update"
+        )
+    location = Path(
+        assertion.extension.get_location(test_location=assertion.test_location, index=0)
+    )
+    try:
+        recording = RunRecord.from_json(location.read_bytes())
+    except FileNotFoundError:
+        raise ScenarioFailure(
+            f"{scenario.path}: --loom-replay: scenario {scenario.id!r} has no recorded run: "
+            f"{location} does not exist\n  hint: record it: pytest --loom-scenarios "
+            "--snapshot-update"
+        ) from None
+    except RecordError as exc:
+        raise RecordError(
+            f"{location}: {exc}\n  hint: regenerate it with --snapshot-update"
+        ) from None
+    return Replay(
+        recording,
+        source=str(location),
+        from_step=from_step,
+        hint="if the change is intended, update the recording with --snapshot-update, or "
+        "replay only the steps before this one: --loom-replay-from={step}",
+    )

@@ -73,7 +73,7 @@ def _fields(
                 if not path and key in skip:
                     continue
                 walk(f"{path}.{key}" if path else str(key), a.get(key), b.get(key))
-        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        elif isinstance(a, list | tuple) and isinstance(b, list | tuple) and len(a) == len(b):
             for i, (x, y) in enumerate(zip(a, b, strict=True)):
                 walk(f"{path}[{i}]", x, y)
         elif isinstance(a, str) and isinstance(b, str):

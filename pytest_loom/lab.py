@@ -7,7 +7,7 @@ them; loops on other runtimes take the pieces they need.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,8 @@ class Lab:
     """``clock.elapsed`` when the run started: observed times are measured from it."""
     marks: list[tuple[int, int, float]] = field(default_factory=list)
     """``(step, LLM calls so far, fake seconds since the start)`` at each :meth:`begin_step`."""
+    progress: Callable[[int], None] | None = None
+    """Called with ``n`` as step ``n`` starts (the ``loom replay`` progress indicator)."""
 
     def begin_step(self, n: int) -> None:
         """Note that step ``n`` starts now (for :meth:`observed`), then fire its faults.
@@ -61,6 +63,8 @@ class Lab:
         """
         self.marks.append((n, len(self.llm.calls), self.elapsed()))
         self.llm.step = n
+        if self.progress is not None:
+            self.progress(n)
         self.faults.before_step(n)
 
     def elapsed(self) -> float:

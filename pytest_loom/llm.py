@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeAlias
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from . import _llm_errors
 from .record import LLMCall, ToolCallRequest, digest, sum_usd
 from .script import DEFAULT_PRICING, LLMErrorKind, Price, Rule, Turn
+
+if TYPE_CHECKING:
+    from .replay import Replay
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +214,7 @@ class MockLLM:
         self._script_errors: list[MockLLMError] = []
         self.step: int | None = None
         """The loop step requests now belong to, when the runtime says (``Lab.begin_step``)."""
+        self._replay: Replay | None = None
 
     def __repr__(self) -> str:
         return (
@@ -301,6 +305,24 @@ class MockLLM:
                 raise TypeError(f"MockLLM.script({item!r}): expected a Turn or a Rule")
         return self
 
+    @property
+    def scripted(self) -> bool:
+        """Whether the script has turns or rules (an empty mock answers nothing)."""
+        return bool(self._turns or self._rules)
+
+    @property
+    def replay(self) -> Replay | None:
+        """The replay answering some steps from a recording, if any (:meth:`replaying`)."""
+        return self._replay
+
+    def replaying(self, replay: Replay) -> None:
+        """Answer the steps ``replay`` covers from its recording (see :mod:`pytest_loom.replay`).
+
+        The script is used up as if it had answered them, so later steps get what they would
+        have got in the recorded run.
+        """
+        self._replay = replay
+
     def add_listener(self, fn: Callable[[LLMCall], None]) -> None:
         """Call ``fn`` with the :class:`LLMCall` of every served request, failed ones too."""
         self._listeners.append(fn)
@@ -343,7 +365,17 @@ class MockLLM:
         self._requests.append(request)
         index = len(self._requests)
         try:
-            choice = self._choose(request, index)
+            replay = self._replay
+            if replay is not None and replay.covers(self.step):
+                assert self.step is not None
+                turn = replay.take(request, self.step)
+                # The script is used up as in the recorded run, and its error messages name
+                # the same source.
+                used = self._shadow(request, index)
+                source = f"replayed from step {self.step} of the recorded run"
+                choice = _Choice(turn, source) if used is None else replace(used, turn=turn)
+            else:
+                choice = self._choose(request, index)
             turn = choice.turn
             cost = 0.0 if turn.error is not None else self._cost(request.model, turn)
         except MockLLMError as exc:
@@ -411,6 +443,13 @@ class MockLLM:
             request, index, self._turns, self._cursor, self._rules, self._uses_left
         )
         raise UnmatchedRequestError(message, request=request)
+
+    def _shadow(self, request: Request, index: int) -> _Choice | None:
+        """What the script would have answered a replayed request, to use it up."""
+        try:
+            return self._choose(request, index)
+        except MockLLMError:
+            return None
 
     def _cost(self, model: str, turn: Turn) -> float:
         __tracebackhide__ = True

@@ -7,7 +7,9 @@ installed costs a pytest run nothing measurable.
 
 from __future__ import annotations
 
+import argparse
 import fnmatch
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
     from .scenario import Scenario
     from .store import CheckpointStore
 
+pytest_plugins = ("pytest_loom.gate",)  # the drift gate's options and hooks (docs/gate.md)
+
 DEFAULT_GLOB = "*.loom.yaml"
 RECORD_MODES = ("none", "once", "new_episodes", "all", "rewrite")
 
@@ -35,6 +39,7 @@ _MARKERS = (
     "loom_store(golden=path, durability='normal'|'full'): configure the loom_store fixture",
     "loom_cassette(path, ignore=[IgnoreRule(...)]): replay this test's openai/anthropic SDK calls"
     " from a cassette (path relative to the test file); see --loom-record",
+    "loom_property(runtime, prop): an item of the property suite (--loom-properties)",
 )
 
 
@@ -61,6 +66,49 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="record mode of cassettes: none (default: replay only, offline), once, "
         "new_episodes, all, rewrite (these call the real provider API)",
     )
+    group.addoption(
+        "--loom-replay",
+        action="store_true",
+        default=False,
+        dest="loom_replay",
+        help="re-execute each scenario against its recorded run (its snapshot): every LLM "
+        "request must be the recorded one, or the scenario fails with a divergence error",
+    )
+    group.addoption(
+        "--loom-replay-from",
+        type=_step_number,
+        default=None,
+        metavar="N",
+        dest="loom_replay_from",
+        help="with replay: answer steps before N from the recording, then run step N on "
+        "against the mock LLM (or, in a record mode, the provider); implies --loom-replay",
+    )
+    group.addoption(
+        "--loom-properties",
+        action="store_true",
+        default=False,
+        dest="loom_properties",
+        help="run the property suite: every budget and resume invariant, on generated runs of "
+        "every selected runtime (see --loom-properties-runtime)",
+    )
+    group.addoption(
+        "--loom-properties-runtime",
+        default=None,
+        metavar="NAME[,NAME]",
+        dest="loom_properties_runtime",
+        help="runtimes the property suite runs against (default: every installed one)",
+    )
+    parser.addini(
+        "loom_findings",
+        default="scenarios/findings",
+        help="where committed findings of the property suite live, one folder per runtime "
+        "(relative to the rootdir; default: scenarios/findings)",
+    )
+    parser.addini(
+        "loom_keep_sessions",
+        default="5",
+        help="how many sessions' scenario runs to keep for the `loom` command (0: none)",
+    )
     parser.addini(
         "loom_record",
         default="none",
@@ -79,9 +127,80 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def _step_number(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a step number >= 1, got {value!r}")
+    return int(value)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for line in _MARKERS:
         config.addinivalue_line("markers", line)
+    if _scenarios_enabled(config):
+        _start_saving_runs(config)
+
+
+def _start_saving_runs(config: pytest.Config) -> None:
+    """Save this session's scenario runs for the ``loom`` command (see ``runlog``)."""
+    from . import runlog
+
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:
+        if worker.get("loom_session"):
+            config.stash[runlog.SESSION_KEY] = runlog.open_session(Path(worker["loom_session"]))
+        return
+    raw = str(config.getini("loom_keep_sessions"))
+    if not raw.isdigit():
+        raise pytest.UsageError(f"ini key loom_keep_sessions: expected a number >= 0, got {raw!r}")
+    cache = getattr(config, "cache", None)
+    if int(raw) == 0 or cache is None:
+        return
+    config.stash[runlog.SESSION_KEY] = runlog.start_session(
+        cache.mkdir(runlog.CACHE_KEY),
+        keep=int(raw),
+        rootdir=config.rootpath,
+        pythonpath=[Path(p) for p in config.getini("pythonpath")],
+    )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: workers save their runs into the controller's session."""
+    from .runlog import SESSION_KEY
+
+    session = node.config.stash.get(SESSION_KEY, None)
+    node.workerinput["loom_session"] = str(session.path) if session is not None else ""
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput") or not _scenarios_enabled(config):
+        return
+    from .runlog import SESSION_KEY
+
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None and not session.has_runs():
+        shutil.rmtree(session.path, ignore_errors=True)  # no scenario ran: nothing to keep
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.Item]) -> None:
+    """``--loom-properties``: add the property suite's items (before ``-k``/``-m`` select)."""
+    if session.config.getoption("loom_properties"):
+        from ._property_items import property_items
+
+        items.extend(property_items(session))
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if not config.getoption("loom_properties"):
+        return
+    from ._property_items import findings_summary
+
+    lines = findings_summary(config)
+    if lines:
+        terminalreporter.section("loom properties: known findings (strict-xfail reproducers)")
+        for line in lines:
+            terminalreporter.line(line)
 
 
 def _scenarios_enabled(config: pytest.Config) -> bool:
@@ -197,9 +316,8 @@ def loom_cassette(loom_llm: MockLLM) -> RecordedLLM:
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     """Scenarios and tests using ``loom_*`` fixtures run offline: only loopback is reachable."""
     names = getattr(item, "fixturenames", ())
-    if item.get_closest_marker("loom_scenario") is None and not any(
-        name.startswith("loom_") for name in names
-    ):
+    marked = item.get_closest_marker("loom_scenario") or item.get_closest_marker("loom_property")
+    if marked is None and not any(name.startswith("loom_") for name in names):
         return (yield)
     from .netguard import block_network
     from .recordmode import RecordMode, record_mode

@@ -175,6 +175,9 @@ class RecordedLLM(MockLLM):
                 self._fresh.append(fresh)
             self.last_recorded = response
             return _Choice(_turn(response), "recorded from the provider")
+        if self.replay is not None and self.replay.from_step is not None and self.scripted:
+            # Replaying from step N: what the cassette does not hold, the mock script answers.
+            return super()._choose(request, index)
         message, stale = explain_miss(
             where=shown_path(self.path),
             index=index,
@@ -188,6 +191,14 @@ class RecordedLLM(MockLLM):
         if stale is not None:
             self._stale.append(stale)
         raise CassetteMismatchError(message, request=request, stale=stale)
+
+    def _shadow(self, request: Request, index: int) -> _Choice | None:
+        if self._pending is None or index in self._injected:
+            return super()._shadow(request, index)
+        found = self._find(self._pending[0])  # never the provider: a replayed call costs nothing
+        if found is not None:
+            self._used[found] = True
+        return None
 
     def _find(self, call: RecordedRequest, *, replaced: bool = True) -> int | None:
         key = match_key(call, self.ignore)

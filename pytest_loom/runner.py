@@ -7,6 +7,7 @@ than raising, so the caller can report them together with a snapshot diff.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from .llm import MockLLM, UnconsumedTurnsError
 from .record import RunRecord
 from .recorded import RecordedLLM, UnusedRecordingsError
 from .recordmode import RecordMode
+from .replay import Replay
 from .runtimes import Runtime, get_runtime
 from .scenario import Bound, CrashFault, KillFault, RaiseFault, Scenario
 from .store import CheckpointStore
@@ -38,17 +40,24 @@ def run_scenario(
     clock: FakeClock,
     workdir: Path,
     mode: RecordMode | str = RecordMode.NONE,
+    replay: Replay | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ScenarioRun:
     """Run ``scenario`` under ``clock`` (already started), keeping all files in ``workdir``.
 
     ``mode`` is the record mode of the scenario's cassette, if it has one (``llm.cassette``).
+    With ``replay``, the steps it covers are answered from its recording and must ask for the
+    same things. ``progress`` is called with each step number as the step starts.
     """
     runtime = get_runtime(scenario.runtime)
     blocked: list[str] = []
     # A throwaway database: a simulated crash needs no fsync, and a real kill loses only what
     # the kernel has not been handed, which is nothing.
     with CheckpointStore(workdir / f"{scenario.id}.checkpoints.db", durability="off") as store:
-        lab = make_lab(scenario, clock=clock, store=store, workdir=workdir, mode=mode)
+        lab = make_lab(
+            scenario, clock=clock, store=store, workdir=workdir, mode=mode, replay=replay
+        )
+        lab.progress = progress
         record: RunRecord | None = None
         resume = stopped = False
         while record is None and not stopped and lab.faults.kills_pending():
@@ -63,9 +72,21 @@ def run_scenario(
         lab.llm.save()
     run = ScenarioRun(scenario, record, lab.llm)
     run.problems.extend(dict.fromkeys(f"{scenario.path}: {message}" for message in blocked))
-    run.problems.extend(_llm_problems(scenario, lab.llm))
+    run.problems.extend(_llm_problems(scenario, lab.llm, replay))
+    if replay is not None:
+        run.problems.extend(replay.problems(record))
     run.problems.extend(_fault_problems(scenario, lab.faults, record))
     run.problems.extend(check_expectations(scenario, record))
+    if scenario.expect.invariants:
+        from .invariants import scenario_problems
+
+        def rerun(twin: Scenario) -> RunRecord:
+            (workdir / "uninterrupted").mkdir(exist_ok=True)
+            return run_scenario(
+                twin, clock=clock, workdir=workdir / "uninterrupted", mode=mode
+            ).record
+
+        run.problems.extend(scenario_problems(scenario, record, rerun))
     return run
 
 
@@ -76,10 +97,12 @@ def make_lab(
     store: CheckpointStore,
     workdir: Path,
     mode: RecordMode | str = RecordMode.NONE,
+    replay: Replay | None = None,
 ) -> Lab:
     """The lab for one run of ``scenario``: its mock LLM with faults armed, clock and store.
 
     With ``llm.cassette``, the LLM is a :class:`~pytest_loom.RecordedLLM` in record mode ``mode``.
+    With ``replay``, it answers the steps the replay covers from the recording.
     """
     spec = scenario.llm
     mock_args: dict[str, Any] = {
@@ -102,6 +125,8 @@ def make_lab(
             rules=spec.rules,
             **mock_args,
         )
+    if replay is not None:
+        llm.replaying(replay)
     faults = FaultPlan(scenario.faults)
     faults.arm(llm)
     return Lab(
@@ -164,8 +189,12 @@ def _fault_problems(scenario: Scenario, faults: FaultPlan, record: RunRecord) ->
     return problems
 
 
-def _llm_problems(scenario: Scenario, llm: MockLLM) -> list[str]:
+def _llm_problems(scenario: Scenario, llm: MockLLM, replay: Replay | None) -> list[str]:
     problems = [str(error) for error in llm.script_errors]
+    if replay is not None and (replay.diverged or replay.from_step is not None):
+        # After a divergence, unused turns are a consequence, not news; from step N on, the
+        # loop is meant to ask for other things than the script or the cassette holds.
+        return problems
     try:
         llm.verify()
     except UnconsumedTurnsError as exc:

@@ -72,6 +72,7 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "load_scenario",
+    "scenario_from_text",
 ]
 
 SCENARIO_VERSION = 1
@@ -154,6 +155,8 @@ class Expectation:
     cost_usd: Bound | None = None
     tokens: Bound | None = None
     llm_calls: Bound | None = None
+    invariants: tuple[str, ...] = ()
+    """Names of :mod:`pytest_loom.invariants` the run must satisfy."""
 
     def stop_matches(self, label: str) -> bool:
         """The run's stop label (``Stop.label``) is the expected one.
@@ -272,6 +275,15 @@ def load_scenario(path: Path, *, suffix: str = ".loom.yaml") -> Scenario:
         raise ScenarioError(
             path, None, "", f"cannot read the file: {exc.strerror or exc}"
         ) from None
+    return scenario_from_text(text, path, suffix=suffix)
+
+
+def scenario_from_text(text: str, path: Path, *, suffix: str = ".loom.yaml") -> Scenario:
+    """Check scenario YAML ``text`` as :func:`load_scenario` checks the file ``path``.
+
+    ``path`` names the scenario in errors and gives its id and base directory; it need not
+    exist. Every problem is a :class:`ScenarioError`.
+    """
     try:
         return _scenario(path, compose(text), suffix)
     except NodeError as exc:
@@ -657,14 +669,32 @@ _LIMITS = [limit.value for limit in BudgetLimit]
 
 
 def _expect(node: Node, key: str) -> Expectation:
-    f = mapping(node, key, allowed=("stop", "steps", "cost_usd", "tokens", "llm_calls"))
+    f = mapping(
+        node, key, allowed=("stop", "steps", "cost_usd", "tokens", "llm_calls", "invariants")
+    )
     return Expectation(
         stop=f.opt("stop", _stop_label),
         steps=f.opt("steps", partial(_bound, integral=True)),
         cost_usd=f.opt("cost_usd", partial(_bound, integral=False)),
         tokens=f.opt("tokens", partial(_bound, integral=True)),
         llm_calls=f.opt("llm_calls", partial(_bound, integral=True)),
+        invariants=f.get("invariants", list_of(_invariant, "a list of invariant names"), ()),
     )
+
+
+def _invariant(node: Node, key: str) -> str:
+    from .invariants import NAMES
+
+    name = string(node, key)
+    if name not in NAMES:
+        raise NodeError(
+            line_of(node),
+            key,
+            f"unknown invariant {name!r}",
+            one_of(NAMES),
+            did_you_mean(name, NAMES),
+        )
+    return name
 
 
 def _stop_label(node: Node, key: str) -> str:

@@ -14,7 +14,8 @@ that run on it, and pytest collects the checks::
 Paths are relative to the rootdir. The checks: the record is well formed and versioned; two
 runs of the same scenario give byte-identical records; a serial run and a run under ``-n 2``
 write byte-identical snapshots; a resumed run continues the step numbering; a stop reason is
-always present; and the run writes nothing outside its own work directory.
+always present; the run writes nothing outside its own work directory; a replay of a run
+reproduces it; and a run that stopped at a crash, replayed from there, ends as the resumed run.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -30,10 +32,11 @@ import pytest
 
 from .clock import FakeClock
 from .record import RECORD_VERSION, Event, RunRecord, StopReason, sum_usd, totals_of
+from .replay import Replay, resume_point
 from .runner import run_scenario
-from .scenario import CrashFault, KillFault, Scenario, load_scenario
+from .scenario import CrashFault, Expectation, KillFault, Scenario, load_scenario
 
-__all__ = ["AdapterConformance", "check_record", "run_file"]
+__all__ = ["AdapterConformance", "check_record", "replay_file", "run_file"]
 
 
 def run_file(path: Path, root: Path) -> RunRecord:
@@ -52,6 +55,19 @@ def run_file(path: Path, root: Path) -> RunRecord:
             result = run_scenario(scenario, clock=clock, workdir=workdir)
     left = sorted(p.name for p in cwd.iterdir())
     assert not left, f"{scenario.id}: the run wrote {left} into the working directory"
+    assert not result.problems, "\n".join(result.problems)
+    return result.record
+
+
+def replay_file(
+    path: Path, root: Path, replay: Replay, scenario: Scenario | None = None
+) -> RunRecord:
+    """Run the scenario file ``path`` (or ``scenario``, read from it) against ``replay``;
+    fails the calling test on any problem (a divergence first)."""
+    scenario = scenario or load_scenario(path)
+    root.mkdir(parents=True)
+    with FakeClock(start=scenario.clock.start) as clock:
+        result = run_scenario(scenario, clock=clock, workdir=root, replay=replay)
     assert not result.problems, "\n".join(result.problems)
     return result.record
 
@@ -126,6 +142,41 @@ class AdapterConformance:
         resumed = [step.index for step in record.steps if Event.RESUMED in step.events]
         assert set(crashes) <= set(resumed), f"resumed at steps {resumed}, crashed at {crashes}"
 
+    def test_replay_reproduces_the_recorded_run(
+        self, request: pytest.FixtureRequest, tmp_path: Path
+    ) -> None:
+        path = self._path(request, self.resume_scenario)
+        recorded = run_file(path, tmp_path / "recorded")
+        replayed = replay_file(path, tmp_path / "replayed", Replay(recorded, source="recorded"))
+        assert replayed.to_json() == recorded.to_json()
+
+    def test_replay_resumes_a_crashed_run(
+        self, request: pytest.FixtureRequest, tmp_path: Path
+    ) -> None:
+        """A run that stopped at a crash, replayed from there without the crash, ends as the
+        run that never crashed."""
+        path = self._path(request, self.resume_scenario)
+        scenario = load_scenario(path)
+        crashes = tuple(f for f in scenario.faults if isinstance(f, CrashFault))
+        calm = replace(scenario, faults=tuple(f for f in scenario.faults if f not in crashes))
+        crashed = replace(
+            scenario,
+            faults=tuple(replace(f, resume=False) if f in crashes else f for f in scenario.faults),
+            llm=replace(scenario.llm, allow_unused=True),
+            expect=Expectation(),
+        )
+        uninterrupted, recording = (
+            _run(s, tmp_path / name) for s, name in ((calm, "calm"), (crashed, "crashed"))
+        )
+        assert recording.stop.reason is StopReason.PAUSED, recording.stop
+        step = resume_point(recording)
+        assert step is not None
+        replay = Replay(recording, source="crashed", from_step=step)
+        record = replay_file(path, tmp_path / "replayed", replay, calm)
+        assert replay.until == step - 1
+        assert record.stop == uninterrupted.stop
+        assert [s.llm_calls for s in record.steps] == [s.llm_calls for s in uninterrupted.steps]
+
     def test_serial_equals_xdist(self, request: pytest.FixtureRequest, tmp_path: Path) -> None:
         pytest.importorskip("xdist")
         path = self._path(request, self.scenario)
@@ -138,6 +189,12 @@ class AdapterConformance:
             snapshots.append(sorted((p.name, p.read_bytes()) for p in copy.parent.rglob("*.json")))
         assert snapshots[0], "no snapshot was written"
         assert snapshots[0] == snapshots[1]
+
+
+def _run(scenario: Scenario, workdir: Path) -> RunRecord:
+    workdir.mkdir(parents=True)
+    with FakeClock(start=scenario.clock.start) as clock:
+        return run_scenario(scenario, clock=clock, workdir=workdir).record
 
 
 def _pytest(where: Path, *args: str) -> None:
