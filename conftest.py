@@ -14,3 +14,4 @@ from pytest_loom.runtimes import installed
 collect_ignore: list[str] = []
 if installed("loom-runner") and not installed("loom-agent"):
     collect_ignore.append("scenarios/loom-agent")
+    collect_ignore.append("scenarios/findings/loom-agent")

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .drift import SummaryFormatError
     from .entry import EntryPointError
     from .intercept import serve_sdks
+    from .invariants import InvariantViolation, RuntimeContract, check_run
     from .lab import Lab
     from .llm import (
         LLMError,
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from .matching import IgnoreRule
     from .netguard import NetworkBlockedError, block_network
     from .policy import PolicyError
+    from .properties import PropertyFailure, property_test
     from .record import (
         RECORD_VERSION,
         BudgetLimit,
@@ -71,6 +73,7 @@ if TYPE_CHECKING:
     from .replay import DivergenceError, Replay, resume_point
     from .replaying import ReplayOutcome, replay_saved
     from .reports import write_reports
+    from .reproducer import scenario_yaml
     from .runlog import RunLogError, SavedRun, Session, find_run, sessions
     from .runner import ScenarioRun, run_scenario
     from .runtimes import Runtime, RuntimeNotAvailable, get_runtime
@@ -150,6 +153,12 @@ _EXPORTS: dict[str, str] = {
     "sessions": "runlog",
     "ScenarioRun": "runner",
     "run_scenario": "runner",
+    "InvariantViolation": "invariants",
+    "RuntimeContract": "invariants",
+    "check_run": "invariants",
+    "PropertyFailure": "properties",
+    "property_test": "properties",
+    "scenario_yaml": "reproducer",
     "Runtime": "runtimes",
     "RuntimeNotAvailable": "runtimes",
     "get_runtime": "runtimes",
@@ -189,6 +198,7 @@ __all__ = [
     "Event",
     "FakeClock",
     "IgnoreRule",
+    "InvariantViolation",
     "LLMCall",
     "LLMError",
     "LLMErrorKind",
@@ -205,6 +215,7 @@ __all__ = [
     "Price",
     "PricingError",
     "Progress",
+    "PropertyFailure",
     "RateLimitError",
     "RecordError",
     "RecordMode",
@@ -222,6 +233,7 @@ __all__ = [
     "RunRecord",
     "RunRecordExtension",
     "Runtime",
+    "RuntimeContract",
     "RuntimeInfo",
     "RuntimeNotAvailable",
     "SavedRun",
@@ -246,6 +258,7 @@ __all__ = [
     "UnmatchedRequestError",
     "UnusedRecordingsError",
     "block_network",
+    "check_run",
     "diff_records",
     "find_run",
     "get_runtime",
@@ -254,9 +267,11 @@ __all__ = [
     "load_summary",
     "merge_summaries",
     "predicate",
+    "property_test",
     "replay_saved",
     "resume_point",
     "run_scenario",
+    "scenario_yaml",
     "score_at_least",
     "score_plateau",
     "serve_sdks",

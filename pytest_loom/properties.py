@@ -252,7 +252,9 @@ def property_test(
         raise ValueError(f"property_test(known={list(known)!r}): {unknown[0]!r} is no invariant")
     shipped = {t.entry: t for t in TARGETS.get(runtime, ())}
     if entry is None and not shipped:
-        raise ValueError(f"property_test(runtime={runtime!r}): no property loop for it; pass entry=")
+        raise ValueError(
+            f"property_test(runtime={runtime!r}): no property loop for it; pass entry="
+        )
     if entry is None or entry in shipped:
         target = shipped[entry] if entry else TARGETS[runtime][0]
     else:
@@ -332,7 +334,8 @@ def _verified(failure: PropertyFailure, tmp_path: Path) -> PropertyFailure:
         note = "WARNING: running this file did not break them all: " + "; ".join(problems)
     folder = f"scenarios/findings/{scenario.runtime}"
     message = (
-        f"{failure}reproducer ({note}); save it as {folder}/{scenario.id}.loom.yaml and run "
+        f"{failure}reproducer ({note}; written to {path}); save it as "
+        f"{folder}/{scenario.id}.loom.yaml and run "
         "pytest --loom-scenarios: it fails while the violation is there (add `markers: "
         "[xfail]` to commit it as a known finding):\n\n" + textwrap.indent(failure.reproducer, "  ")
     )

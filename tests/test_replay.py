@@ -90,6 +90,20 @@ def test_a_changed_prompt_diverges_naming_the_step_the_call_and_the_diff(
     assert "never used" not in result.stdout.str()
 
 
+def test_a_changed_anthropic_prompt_diverges_too(project: pytest.Pytester) -> None:
+    pytest.importorskip("anthropic")
+    edit(project.path / "examples" / "sdk" / "anthropic_loop.py", "Improve this", "Shorten this")
+    result = run(project, "--loom-replay", "sdk/anthropic_stream.loom.yaml")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*replay diverged at step 1, LLM call 1 from the recorded run *",
+            "*-Improve this draft, then end with a line 'score: <0..1>':",
+            "*+Shorten this draft, then end with a line 'score: <0..1>':",
+        ]
+    )
+
+
 def test_replay_from_n_replays_the_prefix_then_runs_the_rest_against_the_mock(
     project: pytest.Pytester,
 ) -> None:

@@ -17,7 +17,7 @@ _TOOLS = {TOOL: note}
 def build(lab: Lab) -> LoopRunner:
     """Decorated here, so it runs under the scenario's budget; converges when the model is done."""
 
-    @loop(
+    @loop(  # type: ignore[untyped-decorator]  # loomc ships no types
         budget=loomc_budget(lab),
         converge_on=predicate(lambda history: bool(history[-1].state["done"])),
         cost_fn=lambda state: state["cost"],
