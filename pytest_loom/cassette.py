@@ -12,8 +12,6 @@ told from a short one. Reading is strict: a corrupt, truncated or unknown-versio
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from ._atomic import write_atomic
 from .record import ToolCallRequest
 
 __all__ = [
@@ -197,18 +196,7 @@ def dump_cassette(cassette: Cassette, *, secrets: Iterable[str] = ()) -> str:
 
 def write_cassette(path: Path, cassette: Cassette, *, secrets: Iterable[str] = ()) -> None:
     """Write ``cassette`` to ``path`` atomically: readers see the old file or the new one."""
-    text = dump_cassette(cassette, secrets=secrets)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, dump_cassette(cassette, secrets=secrets).encode(), fsync=True)
 
 
 # --- reading ----------------------------------------------------------------------------------

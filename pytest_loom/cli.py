@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from ._atomic import write_atomic
 from .diff import diff_records
 from .record import RunRecord, Step
 from .report_cli import add_report_parser
@@ -180,15 +179,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.buffer.write(data)
         return 0
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=args.output.parent, prefix=f".{args.output.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, args.output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(args.output, data)
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 

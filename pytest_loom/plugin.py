@@ -166,6 +166,8 @@ def _start_saving_runs(config: pytest.Config) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """xdist: workers save their runs into the controller's session."""
+    if not _scenarios_enabled(node.config):
+        return
     from .runlog import SESSION_KEY
 
     session = node.config.stash.get(SESSION_KEY, None)

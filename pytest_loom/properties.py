@@ -83,12 +83,10 @@ settings.register_profile(
 )
 settings.register_profile(
     CI_PROFILE,
+    parent=settings.get_profile(DEV_PROFILE),
     max_examples=25,
-    deadline=None,
     derandomize=True,
     database=None,
-    suppress_health_check=_QUIET,
-    report_multiple_bugs=False,
     print_blob=False,
 )
 

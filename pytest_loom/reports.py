@@ -9,9 +9,9 @@ temporary file, then ``os.replace``); the markdown is also appended to the file 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
+from ._atomic import write_atomic
 from ._html import render_html
 from .report_text import markdown
 from .summary import Summary
@@ -34,7 +34,7 @@ def write_reports(summary: Summary, directory: Path) -> list[Path]:
     paths = []
     for name, data in files.items():
         paths.append(directory / name)
-        _write_atomic(directory / name, data)
+        write_atomic(directory / name, data)
     append_step_summary(text)
     return paths
 
@@ -50,14 +50,3 @@ def append_step_summary(text: str) -> Path | None:
     finally:
         os.close(fd)
     return Path(target)
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -9,9 +9,7 @@ are kept. ``loom runs``, ``show``, ``diff``, ``export`` and ``replay`` read them
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +19,7 @@ from urllib.parse import quote
 import orjson
 import pytest
 
+from ._atomic import write_atomic
 from .record import RecordError, RunRecord
 
 FORMAT = 1
@@ -69,7 +68,7 @@ class Session:
             "workdir": str(workdir),
             "record": record.to_dict(),
         }
-        _write_atomic(self.path / f"{quote(run_id, safe='')}.json", data)
+        _write_json(self.path / f"{quote(run_id, safe='')}.json", data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +109,7 @@ def start_session(root: Path, *, keep: int, rootdir: Path, pythonpath: list[Path
         "rootdir": str(rootdir),
         "pythonpath": [str(p) for p in pythonpath],
     }
-    _write_atomic(root / str(number) / _SESSION_FILE, meta)
+    _write_json(root / str(number) / _SESSION_FILE, meta)
     return open_session(root / str(number))
 
 
@@ -231,12 +230,5 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _write_atomic(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    write_atomic(path, orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS))
