@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import shlex
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
@@ -34,16 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 
 from pytest_loom._clockpatch import real_perf_counter as clock
-from pytest_loom._yamlnodes import compose
 from pytest_loom.budget import Budget
-from pytest_loom.clock import FakeClock
 from pytest_loom.record import BudgetLimit, StopReason
 from pytest_loom.reference import Loop
-from pytest_loom.runner import run_scenario
-from pytest_loom.scenario import load_scenario
 from pytest_loom.store import CheckpointStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -488,440 +481,32 @@ def measure_resume(plan: Plan, scratch: Scratch) -> tuple[list[Row], list[Detail
     return rows, details
 
 
-# -- 3. scenario overhead -------------------------------------------------------------------------
+def measure_throughput(plan: Plan, root: Path) -> tuple[list[Row], list[Detail]]:
+    """Scenario overhead (issue 2) and suite throughput: see ``benchmarks/throughput.py``."""
+    import throughput  # it imports this file as the module ``run`` (for ``Row``, ``Detail``, ...)
 
-ENTRY_MODULE = '''\
-"""The loop the benchmark scenarios run: one scripted LLM call per step."""
-
-from typing import Any
-
-
-def step(state: dict[str, Any], ctx: Any) -> dict[str, Any]:
-    notes = list(state["notes"])
-    reply = ctx.llm.complete(
-        [
-            {"role": "system", "content": f"You research: {state['question']}"},
-            {"role": "user", "content": f"Find the next source ({len(notes)} so far)."},
-        ],
-        model="gpt-4o",
-    )
-    return {"question": state["question"], "notes": [*notes, reply.text]}
+    return throughput.measure(plan, root)
 
 
-def build(lab: Any) -> Any:
-    return lab.loop(step)
-'''
+def measure_startup(plan: Plan, scratch: Scratch) -> tuple[list[Row], list[Detail]]:
+    """Snapshots, start-up and Hypothesis examples: see ``benchmarks/startup.py``."""
+    import startup  # it imports this file as the module ``run`` (for ``Row``, ``Detail``, ...)
 
-SCENARIO = """\
-version: 1
-description: "Benchmark copy {i}: three research steps, then the iteration budget stops it."
-entry: benchloop:build
-input: {{question: "Why do agent loops overspend? ({i})", notes: []}}
-budget: {{iterations: 3}}
-llm:
-  rules:
-    - match: {{contains: "(0 so far)"}}
-      reply: {{text: "A first source.", usage: {{input: 300, output: 80}}}}
-    - match: {{contains: "(1 so far)"}}
-      reply: {{text: "A second source.", usage: {{input: 350, output: 90}}}}
-    - match: {{contains: "next source"}}
-      reply: {{text: "Another source.", usage: {{input: 400, output: 100}}}}
-expect:
-  stop: budget_exhausted(iterations)
-  steps: 3
-"""
-
-BARE_TEST = '''\
-"""The yardstick: plain parametrized tests, each asserting a snapshot of a run-record-sized dict."""
-
-import json
-from pathlib import Path
-from typing import Any
-
-import pytest
-from syrupy.extensions.json import JSONSnapshotExtension
-
-RECORD = json.loads((Path(__file__).parent / "record.json").read_text())
+    return startup.measure(plan, scratch)
 
 
-@pytest.fixture
-def snapshot_json(snapshot: Any) -> Any:
-    return snapshot.use_extension(JSONSnapshotExtension)
+def measure_checkpoints(plan: Plan, scratch: Scratch) -> tuple[list[Row], list[Detail]]:
+    """A growing state, batched commits, memory, whole-process resume: see ``checkpoints.py``."""
+    import checkpoints  # it imports this file as the module ``run`` (for ``Row``, ``Detail``, ...)
+
+    return checkpoints.measure(plan, scratch)
 
 
-@pytest.mark.parametrize("i", range({n}))
-def test_record(i: int, snapshot_json: Any) -> None:
-    assert snapshot_json == {{**RECORD, "scenario": f"s{{i:03d}}"}}
-'''
+def measure_seed_runtimes(plan: Plan, scratch: Scratch) -> tuple[list[Row], list[Detail]]:
+    """loomc, loom-runner and tightloop where installed: see ``seed_runtimes.py``."""
+    import seed_runtimes  # it imports this file as the module ``run`` (for ``Row``, ...)
 
-SHAPE_CONFTEST = '''\
-"""One test per *.shape file, with its tmp_path and a snapshot: a scenario item without the lab."""
-
-import json
-from pathlib import Path
-
-import pytest
-from syrupy.extensions.json import JSONSnapshotExtension
-
-RECORD = json.loads((Path(__file__).parent / "record.json").read_text())
-
-
-def check(request, tmp_path, snapshot):
-    assert tmp_path.is_dir()
-    expected = {**RECORD, "scenario": request.node.name}
-    assert snapshot.use_extension(JSONSnapshotExtension) == expected
-
-
-class OneTest(pytest.File):
-    def collect(self):
-        yield pytest.Function.from_parent(self, name=self.path.stem, callobj=check)
-
-
-def pytest_collect_file(file_path, parent):
-    if file_path.suffix == ".shape":
-        return OneTest.from_parent(parent, path=file_path)
-'''
-
-PYTEST_INI = "[pytest]\npythonpath = .\n"
-
-PHASES_PLUGIN = '''\
-"""Marks the wall time of pytest's phases; loaded with -p in untimed runs only."""
-
-import json
-import os
-import time
-
-import pytest
-
-MARKS = {"import": time.perf_counter()}
-ITEMS = {"setup": 0.0, "call": 0.0, "teardown": 0.0}
-
-
-def item_phase(name):
-    @pytest.hookimpl(wrapper=True)
-    def hook():
-        began = time.perf_counter()
-        try:
-            return (yield)
-        finally:
-            ITEMS[name] += time.perf_counter() - began
-
-    return hook
-
-
-def marks_end(name, then=None):
-    @pytest.hookimpl(wrapper=True)
-    def hook():
-        MARKS.setdefault(f"{name} began", time.perf_counter())
-        try:
-            return (yield)
-        finally:
-            MARKS[name] = time.perf_counter()
-            if then:
-                then()
-
-    return hook
-
-
-def save():
-    with open(os.environ["LOOM_BENCH_PHASES"], "w") as f:
-        json.dump({**MARKS, **ITEMS}, f)
-
-
-pytest_runtest_setup = item_phase("setup")
-pytest_runtest_call = item_phase("call")
-pytest_runtest_teardown = item_phase("teardown")
-pytest_collection = marks_end("collected")
-pytest_runtestloop = marks_end("tested")
-pytest_sessionfinish = marks_end("finished")
-pytest_unconfigure = marks_end("unconfigured", then=save)
-'''
-PHASES = (
-    ("start", "loading the plugins, configuring, starting the session"),
-    ("collection", "collecting the tests: the scenario files are read and checked here"),
-    ("setup", "fixtures: `tmp_path`, syrupy's `snapshot`"),
-    ("call", "the test itself"),
-    ("teardown", "fixture teardown"),
-    ("reporting", "the rest of each test's run: reports, logging, the progress line"),
-    ("finish", "session end: pytest's clean-up of old `tmp_path` dirs, syrupy's report"),
-    ("unconfigure", "unconfiguring the plugins"),
-    ("process", "starting Python and importing pytest (before the plugins), exiting"),
-)
-
-
-def pytest_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
-
-
-def run_pytest(
-    cwd: Path, args: list[str], expect_tests: int, sandbox: Path, *, phases: Path | None = None
-) -> float:
-    """Wall time of one pytest process; fails loudly if the tests did not all pass.
-
-    The process keeps its files under ``sandbox`` (inside the benchmark's temporary
-    directory): ``TMPDIR`` for pytest's ``tmp_path`` dirs, with pytest's usual numbering and
-    cleanup, and ``PYTHONPYCACHEPREFIX`` for bytecode and pytest's rewritten modules, so the
-    timed runs see a warm cache, as a developer's second run does, and nothing is written
-    next to the sources or into the machine's shared ``/tmp/pytest-of-*``. With ``phases``, the
-    process also loads :data:`PHASES_PLUGIN`, which writes its phase times there as JSON.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = str(sandbox / "pycache")
-    env["TMPDIR"] = str(sandbox / "tmp")
-    (sandbox / "tmp").mkdir(parents=True, exist_ok=True)
-    if phases is not None:
-        (sandbox / "loom_bench_phases.py").write_text(PHASES_PLUGIN)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(sandbox), env.get("PYTHONPATH")]))
-        env["LOOM_BENCH_PHASES"] = str(phases)
-        args = [*args, "-p", "loom_bench_phases"]
-    t0 = clock()
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    elapsed = clock() - t0
-    if done.returncode != 0 or f"{expect_tests} passed" not in done.stdout:
-        raise RuntimeError(
-            f"{shlex.join(args)} in {cwd} failed (exit {done.returncode}):\n"
-            f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-        )
-    return elapsed
-
-
-def phase_times(
-    project: Path, args: list[str], n: int, sandbox: Path, repeats: int
-) -> dict[str, float]:
-    """Median seconds of each of :data:`PHASES`, over ``repeats`` untimed runs with the phases
-    plugin. They add up to the process's wall time."""
-    runs: list[dict[str, float]] = []
-    for i in range(repeats):
-        out = sandbox / f"phases-{project.name}-{i}.json"
-        wall = run_pytest(project, args, n, sandbox, phases=out)
-        m = json.loads(out.read_text())
-        in_tests = m["setup"] + m["call"] + m["teardown"]
-        runs.append(
-            {
-                "start": m["collected began"] - m["import"],
-                "collection": m["collected"] - m["collected began"],
-                "setup": m["setup"],
-                "call": m["call"],
-                "teardown": m["teardown"],
-                "reporting": m["tested"] - m["collected"] - in_tests,
-                "finish": m["finished"] - m["tested"],
-                "unconfigure": m["unconfigured"] - m["finished"],
-                "process": wall - (m["unconfigured"] - m["import"]),
-            }
-        )
-    return {name: median(run[name] for run in runs) for name, _ in PHASES}
-
-
-def make_shape_project(root: Path, n: int, record: dict[str, Any]) -> Path:
-    project = root / "shape-project"
-    project.mkdir()
-    (project / "pytest.ini").write_text(PYTEST_INI)
-    (project / "record.json").write_text(json.dumps(record))
-    (project / "conftest.py").write_text(SHAPE_CONFTEST)
-    for i in range(n):
-        (project / f"s{i:03d}.shape").write_text(f"s{i:03d}\n")
-    return project
-
-
-def make_loom_project(root: Path, n: int) -> Path:
-    project = root / "loom-project"
-    project.mkdir()
-    (project / "pytest.ini").write_text(PYTEST_INI)
-    (project / "benchloop.py").write_text(ENTRY_MODULE)
-    for i in range(n):
-        (project / f"s{i:03d}.loom.yaml").write_text(SCENARIO.format(i=i))
-    return project
-
-
-def make_bare_project(root: Path, n: int, record: dict[str, Any]) -> Path:
-    project = root / "bare-project"
-    project.mkdir()
-    (project / "pytest.ini").write_text(PYTEST_INI)
-    (project / "record.json").write_text(json.dumps(record))
-    (project / "test_bare.py").write_text(BARE_TEST.format(n=n))
-    return project
-
-
-def measure_scenarios(plan: Plan, root: Path) -> tuple[list[Row], list[Detail]]:
-    n = plan.scenarios
-    progress(f"scenario overhead: {n} scenarios vs {n} bare tests, creating snapshots")
-    sandbox = root / "sandbox"
-    loom = make_loom_project(root, n)
-    loom_args = pytest_cmd("--loom-scenarios")
-    run_pytest(loom, [*loom_args, "--snapshot-update"], n, sandbox)
-    snapshots = sorted(loom.rglob("*.json"))
-    if len(snapshots) != n:
-        raise RuntimeError(f"expected {n} scenario snapshots, found {len(snapshots)}")
-    record = json.loads(snapshots[0].read_text())
-    bare = make_bare_project(root, n, record)
-    shape = make_shape_project(root, n, record)
-    args = pytest_cmd()
-    for project in (bare, shape):
-        run_pytest(project, [*args, "--snapshot-update"], n, sandbox)
-    progress(f"scenario overhead: {plan.scenario_repeats} timed runs each, then phase runs")
-    sides = [(loom, loom_args), (bare, args), (shape, args)]
-    times: dict[Path, list[float]] = {project: [] for project, _ in sides}
-    fresh: list[tuple[float, ...]] = []
-    for i in range(plan.scenario_repeats):
-        # Back to back, in turns, so drift hits every side alike.
-        for project, side_args in sides[i % 3 :] + sides[: i % 3]:
-            times[project].append(run_pytest(project, side_args, n, sandbox))
-        fresh += fresh_store_cost(root, 7)
-    lt, bt, st = (median(times[project]) for project, _ in sides)
-    loom_phases, bare_phases = (
-        phase_times(project, side_args, n, sandbox, plan.scenario_repeats)
-        for project, side_args in sides[:2]
-    )
-    files = sorted(loom.glob("*.loom.yaml"))[:50]
-    texts = [path.read_text() for path in files]
-    load_times = [seconds(load_scenario, path) for path in files]
-    plain_times = [seconds(compose, text) for text in texts]
-    pyyaml_times = [seconds(yaml.compose, text, Loader=yaml.SafeLoader) for text in texts]
-    clock_times, run_times = scenario_run_cost(loom, root / "in-process", 50)
-    row = Row(
-        f"{n} scenarios under `pytest --loom-scenarios` (median of {plan.scenario_repeats})",
-        f"{lt:.2f} s",
-        f"{bt:.2f} s for {n} bare syrupy tests",
-        lt / bt,
-        1.3,
-    )
-    off_open, off_close, normal_open, normal_close, fsync, create = (
-        median(column) for column in zip(*fresh, strict=True)
-    )
-    details = [
-        Detail(
-            "scenario overhead per test",
-            ms((lt - bt) / n),
-            f"({lt:.2f} s - {bt:.2f} s) / {n}; snapshot of {len(json.dumps(record))} B of JSON "
-            "in both",
-        ),
-        Detail(
-            "the scenario items' shape, without the lab",
-            f"{st:.2f} s ({st / bt:.2f}x)",
-            f"{n} tests as bare, but one per file (a {len(SHAPE_CONFTEST.splitlines())}-line "
-            "conftest collects them) and each with its `tmp_path`, as scenario items are: "
-            "what pytest alone costs for that shape",
-        ),
-        *phase_details(loom_phases, bare_phases, n),
-        Detail(
-            "fresh checkpoint db (each scenario gets one)",
-            f"{ms(off_open)} + {ms(off_close)}",
-            f'`CheckpointStore(new file, durability="off")` + `close()` (median of '
-            f"{len(fresh)}), as the runner makes it: no fsync",
-        ),
-        Detail(
-            "the same with the default durability",
-            f"{ms(normal_open)} + {ms(normal_close)}",
-            '`durability="normal"`: creating the WAL database and checkpointing it on close '
-            "cost fsyncs",
-        ),
-        Detail(
-            "strict load of one scenario file",
-            ms(median(load_times)),
-            f"`load_scenario` of a {len(texts[0])} B `*.loom.yaml` in-process (YAML with line "
-            f"numbers, strict validation; median of {len(load_times)})",
-        ),
-        Detail(
-            "of which composing its YAML",
-            ms(median(plain_times)),
-            f"the fast composer for plain YAML; PyYAML's composer, which reads every other file "
-            f"and reports every error, takes {ms(median(pyyaml_times))} on the same file",
-        ),
-        Detail(
-            "run one scenario in-process",
-            ms(median(run_times)),
-            "`run_scenario` in a new work dir: mock LLM, fresh checkpoint db, build the loop, "
-            "3 steps, rebuild the record from the db, check expectations (median of "
-            f"{len(run_times)})",
-        ),
-        Detail(
-            "fake clock start + stop",
-            ms(median(clock_times)),
-            "installing and removing the `FakeClock` patches, once per scenario "
-            f"(median of {len(clock_times)})",
-        ),
-        Detail(
-            "fsync of 4 KiB in the temp dir",
-            ms(fsync),
-            f"this disk's sync latency (median of {len(fresh)}), which the default-durability "
-            "figure is made of",
-        ),
-        Detail(
-            "creating an empty file in the temp dir",
-            ms(create),
-            f"this file system's cost of a new file (median of {len(fresh)}); a scenario "
-            "makes four files and three dirs (see below)",
-        ),
-    ]
-    return [row], details
-
-
-def phase_details(loom: dict[str, float], bare: dict[str, float], n: int) -> list[Detail]:
-    """Where the overhead per test goes, phase by phase (loom minus bare, divided by ``n``)."""
-    return [
-        Detail(
-            f"per test: {name}",
-            ms((loom[name] - bare[name]) / n),
-            f"{ms(loom[name])} under loom, {ms(bare[name])} bare, in all: {what}",
-        )
-        for name, what in PHASES
-    ]
-
-
-def scenario_run_cost(project: Path, root: Path, count: int) -> tuple[list[float], list[float]]:
-    """Seconds to start and stop a fake clock, and to run one loaded scenario, in-process."""
-    sys.path.insert(0, str(project))  # the scenarios' entry module
-    try:
-        scenarios = [load_scenario(path) for path in sorted(project.glob("*.loom.yaml"))[:count]]
-        clock_times: list[float] = []
-        run_times: list[float] = []
-        for i, scenario in enumerate(scenarios):
-            workdir = root / f"s{i}"
-            workdir.mkdir(parents=True)
-            t0 = clock()
-            fake = FakeClock(start=scenario.clock.start).start()
-            t1 = clock()
-            run_scenario(scenario, clock=fake, workdir=workdir)
-            t2 = clock()
-            fake.stop()
-            t3 = clock()
-            clock_times.append(t1 - t0 + t3 - t2)
-            run_times.append(t2 - t1)
-    finally:
-        sys.path.remove(str(project))
-    return clock_times, run_times
-
-
-def fresh_store_cost(root: Path, repeats: int) -> list[tuple[float, ...]]:
-    """Seconds to open and close a new checkpoint database as each scenario makes one
-    (``durability="off"``), the same with the default durability, a bare fsync and the
-    creation of an empty file."""
-    samples: list[tuple[float, ...]] = []
-    path, scratch_file = root / "fresh.db", root / "fsync.bin"
-    for _ in range(repeats):
-        times: list[float] = []
-        for durability in ("off", "normal"):
-            t0 = clock()
-            store = CheckpointStore(path, durability=durability)
-            times.append(clock() - t0)
-            t0 = clock()
-            store.close()
-            times.append(clock() - t0)
-            remove_db(path)
-        t0 = clock()
-        fd = os.open(scratch_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        created = clock() - t0
-        try:
-            os.write(fd, b"x" * 4096)
-            t0 = clock()
-            os.fsync(fd)
-            synced = clock() - t0
-        finally:
-            os.close(fd)
-        scratch_file.unlink()
-        samples.append((*times, synced, created))
-    return samples
+    return seed_runtimes.measure(plan, scratch)
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -982,7 +567,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="short CI-sized run (prints only)")
     parser.add_argument(
-        "--check", action="store_true", help="exit 1 when a ratio is worse than its target"
+        "--check",
+        action="store_true",
+        help="exit 1 when a ratio is worse than its target by more than its noise band",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="run everything this many times; the noise band of each ratio is half its spread "
+        "over the rounds (default: 3 with --check, else 1)",
     )
     parser.add_argument(
         "--output",
@@ -1002,27 +596,89 @@ def main(argv: list[str] | None = None) -> int:
     measurements: list[Callable[[Plan, Path, Scratch], tuple[list[Row], list[Detail]]]] = [
         lambda p, _, s: measure_steps(p, s),
         lambda p, _, s: measure_resume(p, s),
-        lambda p, root, _: measure_scenarios(p, root),
+        lambda p, _, s: measure_checkpoints(p, s),
+        lambda p, _, s: measure_seed_runtimes(p, s),
+        lambda p, root, _: measure_throughput(p, root),
+        lambda p, _, s: measure_startup(p, s),
     ]
-    rows: list[Row] = []
-    details: list[Detail] = []
+    rounds = args.rounds or (3 if args.check else 1)
+    if rounds < 1:
+        parser.error(f"--rounds: expected a number >= 1, got {rounds}")
     t0 = clock()
-    with tempfile.TemporaryDirectory(prefix="loom-bench-") as tmp:
-        root = Path(tmp)
-        scratch = Scratch(root)
-        for measure in measurements:
-            more_rows, more_details = measure(plan, root, scratch)
-            rows += more_rows
-            details += more_details
+    ratios: dict[str, list[float]] = {}
+    for n in range(1, rounds + 1):
+        if rounds > 1:
+            progress(f"round {n} of {rounds}")
+        rows: list[Row] = []
+        details: list[Detail] = []
+        with tempfile.TemporaryDirectory(prefix="loom-bench-") as tmp:
+            root = Path(tmp)
+            scratch = Scratch(root)
+            for measure in measurements:
+                more_rows, more_details = measure(plan, root, scratch)
+                rows += more_rows
+                details += more_details
+        for row in rows:
+            ratios.setdefault(row.what, []).append(row.ratio)
     block = render(command, rows, details, clock() - t0)
     print(block)
     if output is not None:
         write_doc(output, block)
         print(f"wrote {output}")
-    missed = [r for r in rows if not r.passed]
-    if missed:
-        print("targets missed: " + "; ".join(r.what for r in missed), file=sys.stderr)
-    return 1 if args.check and missed else 0
+    verdicts = [Verdict(row.what, row.target, tuple(ratios[row.what])) for row in rows]
+    if rounds > 1:
+        print("\n".join(verdict_table(verdicts, rounds)))
+    regressed = [v for v in verdicts if v.regressed]
+    if regressed:
+        print("targets missed: " + "; ".join(v.what for v in regressed), file=sys.stderr)
+    return 1 if args.check and regressed else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A ratio over all rounds: its median, its noise band and whether it is past its target."""
+
+    what: str
+    target: float | None
+    ratios: tuple[float, ...]
+
+    @property
+    def ratio(self) -> float:
+        return median(self.ratios)
+
+    @property
+    def noise(self) -> float:
+        """Half the spread of the ratio over the rounds, relative to its median."""
+        spread = max(self.ratios) - min(self.ratios)
+        return spread / 2 / self.ratio if self.ratio else 0.0
+
+    @property
+    def regressed(self) -> bool:
+        """Past the target by more than the noise band measured for it."""
+        return self.target is not None and self.ratio > self.target * (1 + self.noise)
+
+
+def verdict_table(verdicts: list[Verdict], rounds: int) -> list[str]:
+    rows = [
+        [
+            v.what,
+            ", ".join(f"{r:.2f}x" for r in v.ratios),
+            f"{v.ratio:.2f}x",
+            f"±{v.noise:.0%}",
+            "-" if v.target is None else f"<= {v.target:g}x",
+            "-" if v.target is None else ("REGRESSED" if v.regressed else "ok"),
+        ]
+        for v in verdicts
+    ]
+    header = [
+        "What",
+        f"Ratio in each of {rounds} rounds",
+        "Median",
+        "Noise band",
+        "Target",
+        "Check",
+    ]
+    return ["", *markdown_table(header, rows)]
 
 
 if __name__ == "__main__":

@@ -82,6 +82,7 @@ if TYPE_CHECKING:
     from .snapshot import RunRecordExtension
     from .store import CheckpointError, CheckpointStore
     from .summary import Summary, load_summary, merge_summaries
+    from .transcript import Transcript
 
 _EXPORTS: dict[str, str] = {
     "Budget": "budget",
@@ -173,6 +174,7 @@ _EXPORTS: dict[str, str] = {
     "RunRecordExtension": "snapshot",
     "CheckpointError": "store",
     "CheckpointStore": "store",
+    "Transcript": "transcript",
     "SummaryFormatError": "drift",
     "PolicyError": "policy",
     "write_reports": "reports",
@@ -253,6 +255,7 @@ __all__ = [
     "ToolCall",
     "ToolCallRequest",
     "Totals",
+    "Transcript",
     "Turn",
     "UnconsumedTurnsError",
     "UnmatchedRequestError",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ._isolation import Sandbox
 from .cassette import CassetteError
 from .diff import diff_records
 from .entry import EntryPointError
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 RECORD_KEY = pytest.StashKey[RunRecord]()
 """Where a scenario item keeps its run record for later reporting."""
+
+_SANDBOX_KEY = pytest.StashKey[Sandbox]()
 
 _CLEAN_ERRORS = (
     *(ScenarioError, EntryPointError, RuntimeNotAvailable, CheckpointError, RecordError),
@@ -81,7 +84,9 @@ def _relative(message: str, config: pytest.Config) -> str:
 
 
 def _scenario_test(scenario: Scenario) -> Any:
-    def run(request: pytest.FixtureRequest, tmp_path: Path, snapshot: Any) -> None:
+    def run(
+        request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, snapshot: Any
+    ) -> None:
         from .gate import gate_problems, trials
         from .recordmode import record_mode
         from .snapshot import RunRecordExtension, masking, serialize_record
@@ -90,14 +95,19 @@ def _scenario_test(scenario: Scenario) -> Any:
         mode = record_mode(request.config)
         assertion = snapshot.use_extension(RunRecordExtension) if scenario.snapshot else None
         replay = _replay(request.config, scenario, assertion)
-        runs = run_trials(
-            scenario, tmp_path=tmp_path, trials=trials(request.config), mode=mode, replay=replay
+        runs, tmp_path, kept = run_trials(
+            scenario,
+            sandbox=_sandbox(request.config, tmp_path_factory),
+            name=request.node.name,
+            trials=trials(request.config),
+            mode=mode,
+            replay=replay,
         )
         result = runs[0]
         request.node.stash[RECORD_KEY] = result.record
         saved = request.config.stash.get(SESSION_KEY, None)
         if saved is not None:
-            saved.save(_run_id(request.node, scenario), scenario.path, tmp_path, result.record)
+            saved.save(_run_id(request.node, scenario), scenario.path, kept, result.record)
         problems = trial_problems(runs)
         compared, mismatch = None, None  # the snapshot the run was compared with, a mismatch
         if replay is not None and replay.from_step is not None:
@@ -135,6 +145,14 @@ def _scenario_test(scenario: Scenario) -> Any:
     run.__name__ = scenario.id
     run.__qualname__ = scenario.id
     return run
+
+
+def _sandbox(config: pytest.Config, factory: pytest.TempPathFactory) -> Sandbox:
+    """This process's sandbox for scenario runs, made at the first scenario that runs."""
+    sandbox = config.stash.get(_SANDBOX_KEY, None)
+    if sandbox is None:
+        sandbox = config.stash[_SANDBOX_KEY] = Sandbox(factory)
+    return sandbox
 
 
 def _run_id(item: pytest.Item, scenario: Scenario) -> str:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ._toolresults import kept, kept_error, serve
 from .budget import Budget, Spend
 from .record import BudgetLimit, LLMCall, ToolCall, digest, sum_usd
 
@@ -127,14 +128,22 @@ class StepContext:
         self._cost_usd = sum_usd(self._extra_usd, *(c.cost_usd for c in self.llm_calls))
 
     def tool(self, name: str, fn: Callable[..., Any], /, **args: Any) -> Any:
-        """Run ``fn(**args)`` as the tool ``name`` and record the call (and its failure)."""
+        """Run ``fn(**args)`` as the tool ``name`` and record the call (and its failure).
+
+        In the replayed steps of a replay, the recorded result is given back (or the recorded
+        error raised) without calling ``fn``, when the recording holds it."""
         recorded = _copy(args)  # as called: the step may mutate the arguments afterwards
+        if self._llm is not None and (replayed := self._llm.replayed_tool(name, recorded)):
+            self.tool_calls.append(replayed)
+            return serve(replayed)
         try:
             result = fn(**args)
         except Exception as exc:
-            self.tool_calls.append(ToolCall(name, recorded, "error", digest(repr(exc))))
+            self.tool_calls.append(
+                ToolCall(name, recorded, "error", digest(repr(exc)), kept_error(exc))
+            )
             raise
-        self.tool_calls.append(ToolCall(name, recorded, "ok", digest(result)))
+        self.tool_calls.append(ToolCall(name, recorded, "ok", digest(result), kept(result)))
         return result
 
     def check_budget(self) -> None:

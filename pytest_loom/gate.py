@@ -203,21 +203,31 @@ def gate_problems(
 
     settings = item.config.stash[_SETTINGS]
     scenario = item.scenario  # type: ignore[attr-defined]
+    execution = None
+    if compared is not None and compared.executions:
+        execution = compared.executions[compared.num_executions - 1]
+    # The first trial's snapshot text is what the snapshot assertion serialised.
+    asserted = None if execution is None else execution.asserted_data
     with masking(tmp_path, item.config.rootpath):
-        texts = [serialize_record(run.record) for run in runs]
+        texts = [
+            asserted if k == 0 and isinstance(asserted, str) else serialize_record(run.record)
+            for k, run in enumerate(runs)
+        ]
     now = measure([run.record for run in runs], texts)
     baseline: Measure | None = None
     source: str | None = None
     if settings.baselines is not None:
         source, baseline = "summary", settings.baselines.get(item.nodeid)
-    elif compared is not None and compared.executions:
-        recalled = compared.executions[compared.num_executions - 1].recalled_data
-        try:
-            if recalled is not None:
+    elif execution is not None and execution.recalled_data is not None:
+        recalled = execution.recalled_data
+        source = "snapshot"
+        if recalled == texts[0]:  # the first trial is its snapshot: measured already
+            baseline = now if len(runs) == 1 else measure([runs[0].record], texts[:1])
+        else:
+            try:
                 baseline = measure([RunRecord.from_json(recalled)], [recalled])
-                source = "snapshot"
-        except RecordError:
-            pass  # the snapshot mismatch says the stored snapshot cannot be read
+            except RecordError:
+                source = None  # the snapshot mismatch says the stored snapshot cannot be read
     rules: Rules = settings.policy.for_scenario(item.nodeid, scenario.id)
     changes: tuple[Change, ...] = ()
     if source is not None and settings.mode != "off":
@@ -280,6 +290,38 @@ def _properties(entry: Entry) -> Iterator[tuple[str, object]]:
     yield "loom_drift_action", entry.action or "none"
 
 
+_SAME = "now"
+"""An entry's baseline on its way from a worker when it is the same as its ``now``."""
+
+
+def _entry_text(entry: Entry, *, series: bool) -> str:
+    """The entry as it rides on its report: JSON text, which travels from an xdist worker as
+    one string and which the controller keeps as one string until the session's end. Without
+    ``series`` it leaves out the per-step points, which only the HTML report plots."""
+    import orjson
+
+    data = entry.to_dict()
+    if not series:
+        for side in ("now", "baseline"):
+            if data[side] is not None:
+                data[side]["series"] = []
+    if entry.baseline is entry.now:  # the run matched its snapshot: send it once
+        data["baseline"] = _SAME
+    return orjson.dumps(data).decode()
+
+
+def _read_entry(text: str, nodeid: str) -> Entry:
+    """The entry :func:`_entry_text` wrote."""
+    import orjson
+
+    from .summary import Entry
+
+    data = orjson.loads(text)
+    if data.get("baseline") == _SAME:
+        data["baseline"] = data["now"]
+    return Entry.from_dict(data, nodeid)
+
+
 class _Session:
     """The gate's hooks for one session: workers attach entries, the controller reports."""
 
@@ -287,7 +329,8 @@ class _Session:
         self.config = config
         self.settings = config.stash[_SETTINGS]
         self.controller = not hasattr(config, "workerinput")
-        self.entries: dict[str, dict[str, Any]] = {}
+        self.entries: dict[str, Entry | str] = {}
+        """Node id -> the entry: this process's own, or the JSON text a worker's report brought."""
         self.summary: Summary | None = None
         self.error: str | None = None
 
@@ -298,12 +341,17 @@ class _Session:
         report: Any = yield
         entry = item.stash.get(_ENTRY, None)
         if call.when == "call" and entry is not None:
-            report.loom_drift = entry.to_dict()  # plain JSON: it travels from xdist workers
+            report.loom_drift = _entry_text(entry, series=self.settings.report is not None)
+            del item.stash[_ENTRY]
+            if self.controller:  # no need to read back what this process just wrote
+                self.entries[item.nodeid] = entry
         return report  # type: ignore[no-any-return]
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, "loom_drift", None)
-        if self.controller and data is not None:
+        # A worker's entry arrives as text; this process's own is kept from makereport.
+        own = not isinstance(self.entries.get(report.nodeid, ""), str)
+        if self.controller and data is not None and not own:
             self.entries[report.nodeid] = data
 
     @pytest.hookimpl(trylast=True)
@@ -311,9 +359,11 @@ class _Session:
         if not self.controller or not self.entries:
             return
         from .reports import write_reports
-        from .summary import Entry, Summary
+        from .summary import Summary
 
-        entries = tuple(Entry.from_dict(d, n) for n, d in self.entries.items())
+        entries = tuple(
+            _read_entry(e, n) if isinstance(e, str) else e for n, e in self.entries.items()
+        )
         ran = {e.nodeid for e in entries}
         only = () if self.settings.baselines is None else tuple(set(self.settings.baselines) - ran)
         self.summary = summary = Summary(self.settings.mode, entries, only)
@@ -340,3 +390,8 @@ class _Session:
             terminalreporter.write_line(self.error, red=True)
         elif self.settings.report is not None:
             terminalreporter.write_line(f"loom reports written to {self.settings.report}")
+
+    def pytest_unconfigure(self) -> None:
+        # Freed now, one by one, rather than traversed by the collector as the process exits.
+        self.entries.clear()
+        self.summary = None

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from . import _llm_errors
-from .record import LLMCall, ToolCallRequest, digest, sum_usd
+from .record import LLMCall, ToolCall, ToolCallRequest, digest, sum_usd
 from .script import DEFAULT_PRICING, LLMErrorKind, Price, Rule, Turn
 
 if TYPE_CHECKING:
@@ -314,6 +314,22 @@ class MockLLM:
     def replay(self) -> Replay | None:
         """The replay answering some steps from a recording, if any (:meth:`replaying`)."""
         return self._replay
+
+    def replayed_tool(self, name: str, args: Mapping[str, Any]) -> ToolCall | None:
+        """The recorded call a replayed step's next tool call gives back, if any.
+
+        ``None`` outside the replayed steps, and when the recording does not hold the result
+        (the tool then runs, and its result digest is compared after the run). A call that is
+        not the recorded one raises :class:`~pytest_loom.replay.DivergenceError`."""
+        replay = self._replay
+        if replay is None or not replay.covers(self.step):
+            return None
+        assert self.step is not None
+        try:
+            return replay.take_tool(name, args, self.step)
+        except MockLLMError as exc:
+            self._script_errors.append(exc)
+            raise
 
     def replaying(self, replay: Replay) -> None:
         """Answer the steps ``replay`` covers from its recording (see :mod:`pytest_loom.replay`).

@@ -31,12 +31,15 @@ pytest_plugins = ("pytest_loom.gate",)  # the drift gate's options and hooks (do
 
 DEFAULT_GLOB = "*.loom.yaml"
 RECORD_MODES = ("none", "once", "new_episodes", "all", "rewrite")
+_LOOM_PROFILES = ("loom-dev", "loom-ci")
+"""The Hypothesis profiles :mod:`pytest_loom.properties` registers (kept in step by a test)."""
 
 _MARKERS = (
     "loom_scenario(runtime): a golden loop scenario collected from a *.loom.yaml file",
     "loom_clock(start=..., step=...): configure the loom_clock fixture (FakeClock arguments)",
     "loom_llm(turns=[...], rules=[...], **options): script the loom_llm fixture (MockLLM args)",
-    "loom_store(golden=path, durability='normal'|'full'): configure the loom_store fixture",
+    "loom_store(golden=path, durability='normal'|'full'|'off', commit_every=1): configure the"
+    " loom_store fixture",
     "loom_cassette(path, ignore=[IgnoreRule(...)]): replay this test's openai/anthropic SDK calls"
     " from a cassette (path relative to the test file); see --loom-record",
     "loom_property(runtime, prop): an item of the property suite (--loom-properties)",
@@ -133,11 +136,18 @@ def _step_number(value: str) -> int:
     return int(value)
 
 
+@pytest.hookimpl(tryfirst=True)  # before Hypothesis' plugin loads --hypothesis-profile
 def pytest_configure(config: pytest.Config) -> None:
     for line in _MARKERS:
         config.addinivalue_line("markers", line)
-    if _scenarios_enabled(config):
-        _start_saving_runs(config)
+    if config.getoption("hypothesis_profile", None) in _LOOM_PROFILES:
+        from . import properties  # noqa: F401  (registers the profiles; imports Hypothesis)
+
+
+@pytest.hookimpl(tryfirst=True)  # pytest's cache is configured; xdist starts no worker yet
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if _scenarios_enabled(session.config):
+        _start_saving_runs(session.config)
 
 
 def _start_saving_runs(config: pytest.Config) -> None:
@@ -172,6 +182,17 @@ def pytest_configure_node(node: Any) -> None:
 
     session = node.config.stash.get(SESSION_KEY, None)
     node.workerinput["loom_session"] = str(session.path) if session is not None else ""
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Write the scenario runs this process kept, once (see ``runlog``)."""
+    if not _scenarios_enabled(session.config):
+        return
+    from .runlog import SESSION_KEY
+
+    saved = session.config.stash.get(SESSION_KEY, None)
+    if saved is not None:
+        saved.flush()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -334,17 +355,32 @@ def loom_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Check
 
     ``@pytest.mark.loom_store(golden="golden/run.db")`` starts from a private copy of a
     database kept in the repo (the path is relative to the test file); the golden file is never
-    written.
+    written. ``durability="full"`` fsyncs every commit; ``commit_every=K`` commits every K steps
+    in one transaction (a crash loses at most the open batch).
     """
-    from .store import CheckpointStore
+    from .store import CheckpointError, CheckpointStore
 
     kwargs = _marker_kwargs(request, "loom_store")
+    unknown = sorted(set(kwargs) - {"golden", "durability", "commit_every"})
+    if unknown:
+        pytest.fail(
+            f"@pytest.mark.loom_store got {', '.join(unknown)}: it takes golden=, durability= "
+            "and commit_every= only",
+            pytrace=False,
+        )
     golden = kwargs.pop("golden", None)
-    if golden is None:
-        store = CheckpointStore(tmp_path / "loom_store.db", **kwargs)
+    try:
+        if golden is None:
+            store = CheckpointStore(tmp_path / "loom_store.db", **kwargs)
+        else:
+            source = Path(request.node.path).parent / golden
+            store = CheckpointStore.from_golden(source, tmp_path / "loom_store.db", **kwargs)
+    except (CheckpointError, ValueError) as exc:
+        problem = str(exc)
     else:
-        source = Path(request.node.path).parent / golden
-        store = CheckpointStore.from_golden(source, tmp_path / "loom_store.db", **kwargs)
+        problem = ""
+    if problem:  # failed outside the except block: the report shows this line, no chain
+        pytest.fail(f"@pytest.mark.loom_store: {problem}", pytrace=False)
     yield store
     store.close()
 

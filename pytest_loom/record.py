@@ -93,6 +93,10 @@ class ToolCall:
     args: Mapping[str, Any]
     status: str
     result_digest: str
+    result: Any = None
+    """The result as JSON (a failure: ``{"error": type, "args": [...]}``) when JSON holds it
+    exactly, else a ``"<not kept: ...>"`` note: what a replay gives back instead of calling the
+    tool again."""
 
 
 @dataclass(frozen=True, slots=True)

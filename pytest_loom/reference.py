@@ -7,11 +7,17 @@ continues from the last committed step with the budget intact: what was spent is
 from the checkpoint and never granted again, and a step whose estimated cost exceeds what is
 left is not started. It is the default runtime of scenarios and the executable spec the other
 runtimes' adapters are compared with.
+
+A plain state is checkpointed whole every step (O(state) per step). The growing part of a state
+belongs in a :class:`~pytest_loom.transcript.Transcript`: a step then checkpoints only the items
+it appended, the state row holds a marker in the transcript's place (its length and chained
+digest, so the state digest still covers every item), and resume loads the items lazily.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import inspect
 import time
@@ -42,7 +48,8 @@ from .record import (
     sum_usd,
     totals_of,
 )
-from .store import CheckpointError, CheckpointStore
+from .store import CheckpointError, CheckpointStore, Items, StepRow
+from .transcript import Transcript, restore
 
 RUNTIME_NAME = "reference"
 RUNTIME_VERSION = "1"
@@ -108,11 +115,52 @@ def _digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _dumps(value: Any) -> bytes:
+def _dumps(value: Any, default: Callable[[Any], Any] | None = None) -> bytes:
     try:
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(value, default=default, option=orjson.OPT_NON_STR_KEYS)
     except TypeError as exc:
         raise TypeError(f"loop state must be JSON-serialisable to be checkpointed: {exc}") from None
+
+
+def _collector(found: list[Transcript]) -> Callable[[Any], Any]:
+    """An orjson ``default`` that writes each transcript as its marker and notes it in ``found``."""
+
+    def default(value: Any) -> Any:
+        if type(value) is Transcript:
+            found.append(value)
+            return value._marker()
+        raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+    return default
+
+
+def _transcript_rows(
+    store: CheckpointStore, found: list[Transcript]
+) -> tuple[list[int], list[Items]]:
+    """The store keys of the state's transcripts (in marker order) and their unsaved items.
+
+    A transcript continues its key when the store holds exactly the items it has saved;
+    one restored from an older state of the store (backtracking, or a resume after one) that
+    has grown since gets a new key continuing the old one's prefix; any other is new.
+    """
+    keys: list[int] = []
+    items: list[Items] = []
+    seen: set[int] = set()
+    for transcript in found:
+        if id(transcript) not in seen:
+            seen.add(id(transcript))
+            saved = transcript._saved
+            if transcript._owner is not store:
+                key, start = store.new_transcript(), 0
+            elif store.transcript_length(transcript._key) != saved:
+                key, start = store.new_transcript(transcript._key, saved), saved
+            else:
+                key, start = transcript._key, saved
+            if start < len(transcript):
+                items.append((key, start, transcript._unsaved(start)))
+            transcript._saved_as(store, key)
+        keys.append(transcript._key)
+    return keys, items
 
 
 class Loop:
@@ -165,6 +213,8 @@ class Loop:
         self._window = max((r.window for r in self.converge_on), default=0)
         self._takes_ctx = _takes_context(step)
         self._ctx: StepContext | None = None
+        self._live: list[Transcript] = []
+        """The transcripts of the last checkpointed state: a failed step's appends are undone."""
         self.before_step: Callable[[int], None] | None = None
         """Called with the step number as each step starts (the lab injects faults here)."""
         if llm is not None:
@@ -199,10 +249,12 @@ class Loop:
         self.store.begin_run(
             run_id, scenario=self.scenario, runtime=RUNTIME_NAME, budget=orjson.dumps(self.budget)
         )
-        state_bytes = _dumps(state)
+        found: list[Transcript] = []
+        state_bytes = _dumps(state, _collector(found))
         carry = _Carry(digest=_digest(state_bytes))
-        record = {"step": {"state_digest": carry.digest}, "carry": _carry_record(carry)}
-        self.store.commit_step(run_id, 0, state_bytes, orjson.dumps(record))
+        keys, items = _transcript_rows(self.store, found)
+        record = {"step": {"state_digest": carry.digest}, "carry": _carry_record(carry, keys)}
+        self.store.commit_step(run_id, 0, state_bytes, orjson.dumps(record), items=items)
         return run_id, state, carry, 0
 
     def _execute(self, coro: Awaitable[RunOutcome]) -> RunOutcome:
@@ -240,8 +292,26 @@ class Loop:
                 f"{self.store.path}: run {run_id!r} has no committed step to resume from; "
                 "start it again with run()"
             )
-        carry = _decode_carry(self.store.path, run_id, last.n, last.record)
-        return orjson.loads(last.state), carry, last.n
+        data = _decode_json(self.store.path, run_id, last.n, last.record)
+        carry = _decode_carry(self.store.path, run_id, last.n, data)
+        return self._state_of(run_id, last, data), carry, last.n
+
+    def _state_of(self, run_id: str, row: StepRow, data: Mapping[str, Any]) -> Any:
+        """The state a step row holds, its transcripts bound to the store (loaded on access)."""
+        state = orjson.loads(row.state)
+        try:
+            keys = data["carry"].get("transcripts")
+            if keys is None:
+                return state
+            return restore(state, keys, self._item_reader, self.store)
+        except (AttributeError, KeyError, StopIteration, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{self.store.path}: run {run_id!r} step {row.n}: the state's transcript markers "
+                f"do not match its record ({exc!r}); the database is damaged"
+            ) from None
+
+    def _item_reader(self, key: int) -> Callable[[int, int], list[bytes]]:
+        return functools.partial(self.store.items, key)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -255,6 +325,10 @@ class Loop:
             return round(offset + time.monotonic() - t0, 9)
 
         scores: deque[float] = deque(carry.scores, maxlen=max(self._window, 1))
+        found: list[Transcript] = []
+        default = _collector(found)
+        _dumps(state, default)
+        self._live = found.copy()
         events: list[str] = [Event.RESUMED] if resumed else []
         stop: Stop | None = None
         finished = False
@@ -282,12 +356,19 @@ class Loop:
             if self.backtrack and carry.best is not None and carry.backtracks < self.max_backtracks:
                 step_failed = stop is not None and stop.reason is StopReason.FAILED
                 if step_failed or (score is not None and score < carry.best[1]):
-                    next_state = orjson.loads(self.store.step(run_id, carry.best[0]).state)
+                    best = self.store.step(run_id, carry.best[0])
+                    data = _decode_json(self.store.path, run_id, best.n, best.record)
+                    next_state = self._state_of(run_id, best, data)
                     events.append(Event.BACKTRACKED)
                     carry.backtracks += 1
                     stop = None
-            new_bytes = _dumps(new_state)
-            state_bytes = new_bytes if next_state is new_state else _dumps(next_state)
+            found.clear()
+            new_bytes = _dumps(new_state, default)
+            if next_state is new_state:
+                state_bytes = new_bytes
+            else:
+                found.clear()
+                state_bytes = _dumps(next_state, default)
             state_digest = _digest(new_bytes)
             carry.unchanged = carry.unchanged + 1 if state_digest == carry.digest else 0
             carry.digest = state_digest
@@ -309,20 +390,39 @@ class Loop:
                 # What the next budget check would say (it checks iterations first): saying it
                 # now commits it with this step instead of in a transaction of its own.
                 stop = Stop(StopReason.BUDGET_EXHAUSTED, limit=BudgetLimit.ITERATIONS)
-            # The last step and how the run ended commit together: a crash in between
-            # cannot leave a finished run looking resumable.
-            self.store.commit_step(
-                run_id,
-                n,
-                state_bytes,
-                orjson.dumps({"step": record, "carry": _carry_record(carry)}),
-                stop=None if stop is None else (str(stop.reason), orjson.dumps(stop)),
-            )
+            self._checkpoint(run_id, n, state_bytes, found, record, carry, stop)
             finished = stop is not None
         if not finished:
             self.store.finish_run(run_id, str(stop.reason), orjson.dumps(stop))
         final = Spend(carry.spend.usd, carry.spend.iterations, carry.spend.tokens, elapsed())
         return RunOutcome(run_id, stop, state, final, n)
+
+    def _checkpoint(
+        self,
+        run_id: str,
+        n: int,
+        state_bytes: bytes,
+        found: list[Transcript],
+        record: dict[str, Any],
+        carry: _Carry,
+        stop: Stop | None,
+    ) -> None:
+        """Commit step ``n``: its state's JSON, the transcripts ``found`` in it, its record
+        and carry, and, with ``stop``, how the run ended.
+
+        The last step and how the run ended commit together: a crash in between cannot leave
+        a finished run looking resumable.
+        """
+        keys: list[int] | None = None
+        items: Sequence[Items] = ()
+        if found:
+            keys, items = _transcript_rows(self.store, found)
+            self._live = found.copy()
+        elif self._live:
+            self._live = []
+        data = orjson.dumps({"step": record, "carry": _carry_record(carry, keys)})
+        end = None if stop is None else (str(stop.reason), orjson.dumps(stop))
+        self.store.commit_step(run_id, n, state_bytes, data, items=items, stop=end)
 
     async def _attempt(
         self, ctx: StepContext, state: Any, events: list[str]
@@ -338,22 +438,31 @@ class Loop:
                 if inspect.isawaitable(result):
                     result = await result
             except BudgetStop as exc:
+                self._undo_appends()
                 return state, False, str(exc), Stop(StopReason.BUDGET_EXHAUSTED, limit=exc.limit)
             except Stalled as exc:
+                self._undo_appends()
                 return state, False, None, Stop(StopReason.STALLED, detail=str(exc) or None)
             except LLMError as exc:
+                self._undo_appends()
                 if attempt < self.retries:
                     attempt += 1
                     events.append(Event.RETRIED)
                     continue
                 return state, False, _describe(exc), _failed(exc)
             except Exception as exc:
+                self._undo_appends()
                 return state, False, _describe(exc), _failed(exc)
             finally:
                 self._ctx = None
             if isinstance(result, Done):
                 return result.state, True, None, None
             return result, False, None, None
+
+    def _undo_appends(self) -> None:
+        """Take back what a step that failed appended to the transcripts of its input state."""
+        for transcript in self._live:
+            transcript._rollback()
 
     def _budget_stop(self, spend: Spend, carry: _Carry, state: Any) -> Stop | None:
         limit = spend.exhausted(self.budget)
@@ -404,9 +513,9 @@ def build_record(store: CheckpointStore, run_id: str) -> RunRecord:
     steps: list[Step] = []
     carry = _Carry()
     for n, raw in store.records(run_id):
-        data = orjson.loads(raw)
+        data = _decode_json(store.path, run_id, n, raw)
         steps.append(_decode_step(store.path, run_id, n, data))
-        carry = _decode_carry(store.path, run_id, n, raw, data)
+        carry = _decode_carry(store.path, run_id, n, data)
     if row.stop is None:
         stop = Stop(
             StopReason.PAUSED,
@@ -511,10 +620,13 @@ def _step_record(
     return record
 
 
-def _carry_record(carry: _Carry) -> dict[str, Any]:
-    """The carry as a checkpoint stores it (:func:`_decode_carry` reads it back)."""
+def _carry_record(carry: _Carry, transcripts: list[int] | None) -> dict[str, Any]:
+    """The carry as a checkpoint stores it (:func:`_decode_carry` reads it back), with the store
+    keys of the state's transcripts, if it has any."""
     spend = carry.spend
     record: dict[str, Any] = {"wall_clock": spend.wall_clock}
+    if transcripts is not None:
+        record["transcripts"] = transcripts
     if spend.tokens:
         record["tokens"] = spend.tokens
     if carry.best is not None:
@@ -541,12 +653,24 @@ def _decode_step(path: Any, run_id: str, n: int, data: Mapping[str, Any]) -> Ste
         ) from None
 
 
-def _decode_carry(
-    path: Any, run_id: str, n: int, raw: bytes, data: Mapping[str, Any] | None = None
-) -> _Carry:
+def _decode_json(path: Any, run_id: str, n: int, raw: bytes) -> Any:
     try:
-        data = orjson.loads(raw) if data is None else data
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _malformed(path, run_id, n, exc) from None
+
+
+def _malformed(path: Any, run_id: str, n: int, exc: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: run {run_id!r} step {n}: malformed checkpoint ({exc!r}); "
+        "the database was not written by this pytest-loom or is damaged"
+    )
+
+
+def _decode_carry(path: Any, run_id: str, n: int, data: Any) -> _Carry:
+    try:
         step, carry = data["step"], dict(data["carry"])
+        carry.pop("transcripts", None)
         spend = Spend(
             usd=step.get("cumulative_cost_usd", 0.0),
             iterations=n,
@@ -556,8 +680,5 @@ def _decode_carry(
         if carry.get("best") is not None:
             carry["best"] = tuple(carry["best"])
         return _Carry(spend, digest=step["state_digest"], **carry)
-    except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
-        raise CheckpointError(
-            f"{path}: run {run_id!r} step {n}: malformed checkpoint ({exc!r}); "
-            "the database was not written by this pytest-loom or is damaged"
-        ) from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _malformed(path, run_id, n, exc) from None

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._toolresults import servable
 from .llm import MockLLMError, Request
 from .record import LLMCall, RunRecord, StopReason, ToolCall
 from .script import LLMErrorKind, Turn
@@ -25,10 +26,15 @@ from .script import LLMErrorKind, Turn
 class DivergenceError(MockLLMError):
     """The code asked for something other than what the recorded run holds at this point."""
 
-    def __init__(self, message: str, *, step: int, call: int) -> None:
+    def __init__(
+        self, message: str, *, step: int, call: int | None = None, tool: int | None = None
+    ) -> None:
         super().__init__(message)
         self.step = step
         self.call = call
+        """The LLM call of the step that diverged (``None``: a tool call or the step's end)."""
+        self.tool = tool
+        """The tool call of the step that diverged, if it was one."""
 
 
 @dataclass(slots=True)
@@ -46,13 +52,16 @@ class Replay:
     hint: str = "update the recording, or replay only the steps before this one"
     """What to do about a divergence, in the caller's terms (an option, a command)."""
     _calls: dict[int, tuple[LLMCall, ...]] = field(init=False)
+    _tools: dict[int, tuple[ToolCall, ...]] = field(init=False)
     _taken: dict[int, int] = field(init=False, default_factory=dict)
+    _tools_taken: dict[int, int] = field(init=False, default_factory=dict)
     diverged: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         if self.from_step is not None and self.from_step < 1:
             raise ValueError(f"replay from step {self.from_step}: steps are numbered from 1")
         self._calls = {step.index: step.llm_calls for step in self.recording.steps}
+        self._tools = {step.index: step.tool_calls for step in self.recording.steps}
 
     @property
     def until(self) -> int:
@@ -70,14 +79,14 @@ class Replay:
         if n > len(recorded):
             self._diverge(
                 step,
-                n,
                 f"step {step} asks for LLM call {n}, but the recorded run made "
                 f"{_calls(len(recorded))} in that step\n  the request: model {request.model!r}, "
                 f"prompt {_clip(request.last_user_message)!r}",
+                call=n,
             )
         call = recorded[n - 1]
         if call.request_digest != request.digest:
-            self._diverge(step, n, _request_diff(call, request))
+            self._diverge(step, _request_diff(call, request), call=n)
         self._taken[step] = n
         return Turn(
             text=call.text,
@@ -89,9 +98,33 @@ class Replay:
             error=LLMErrorKind(call.error) if call.error else None,
         )
 
+    def take_tool(self, name: str, args: Mapping[str, Any], step: int) -> ToolCall | None:
+        """The recorded call that the next tool call of ``step`` gives back, or ``None`` when
+        the recording does not hold its result (the tool runs again); or diverge."""
+        recorded = self._tools.get(step, ())
+        n = self._tools_taken.get(step, 0) + 1
+        if n > len(recorded):
+            self._diverge(
+                step,
+                f"step {step} calls {name}({_args(args)}) as tool call {n}, but the recorded "
+                f"run made {_tool_calls(len(recorded))} in that step",
+                tool=n,
+            )
+        call = recorded[n - 1]
+        if (call.name, _plain(call.args)) != (name, _plain(args)):
+            self._diverge(
+                step,
+                f"the recorded run called {call.name}({_args(call.args)}), "
+                f"this run {name}({_args(args)})",
+                tool=n,
+            )
+        self._tools_taken[step] = n
+        return call if servable(call) else None
+
     def carry(self, other: Replay) -> None:
         """Take over how far ``other`` got (the same replay, run on in another process)."""
         self._taken = dict(other._taken)
+        self._tools_taken = dict(other._tools_taken)
         self.diverged = other.diverged
 
     def problems(self, record: RunRecord) -> list[str]:
@@ -127,12 +160,21 @@ class Replay:
                 return [self._message(f"step {old.index}: {difference}", step=old.index)]
         return []
 
-    def _diverge(self, step: int, call: int, detail: str) -> None:
+    def _diverge(
+        self, step: int, detail: str, *, call: int | None = None, tool: int | None = None
+    ) -> None:
         self.diverged = True
-        raise DivergenceError(self._message(detail, step=step, call=call), step=step, call=call)
+        message = self._message(detail, step=step, call=call, tool=tool)
+        raise DivergenceError(message, step=step, call=call, tool=tool)
 
-    def _message(self, detail: str, *, step: int, call: int | None = None) -> str:
-        where = f"at step {step}" + ("" if call is None else f", LLM call {call}")
+    def _message(
+        self, detail: str, *, step: int, call: int | None = None, tool: int | None = None
+    ) -> str:
+        where = f"at step {step}"
+        if call is not None:
+            where += f", LLM call {call}"
+        if tool is not None:
+            where += f", tool call {tool}"
         return (
             f"replay diverged {where} from the recorded run {self.source}:\n  {detail}\n"
             f"  hint: {self.hint.format(step=step)}"
@@ -189,6 +231,10 @@ def _plain(args: Mapping[str, Any]) -> Any:
 
 def _args(args: Mapping[str, Any]) -> str:
     return _clip(", ".join(f"{key}={value!r}" for key, value in sorted(args.items())), 60)
+
+
+def _tool_calls(n: int) -> str:
+    return f"{n} tool call" + ("" if n == 1 else "s")
 
 
 def _calls(n: int) -> str:

@@ -1,20 +1,25 @@
 """The runs of the latest sessions, kept for the ``loom`` command.
 
 Every pytest session that runs scenarios gets a numbered folder in pytest's cache
-(``.pytest_cache/d/loom-runs/<n>/``), with one JSON file per scenario run: its run record, the
-scenario file, and the temporary directory that held its checkpoints. xdist workers write into
-their controller's folder, each its own files. Only the newest ``loom_keep_sessions`` folders
-are kept. ``loom runs``, ``show``, ``diff``, ``export`` and ``replay`` read them back.
+(``.pytest_cache/d/loom-runs/<n>/``). Each process (the session, or each xdist worker) keeps
+its scenario runs in memory, each with its run record, the scenario file and the directory that
+kept the files the run left, and writes them at its end as one JSON file,
+``runs-<worker>-<k>.json`` (a new ``k`` every :data:`BATCH` runs, so memory stays bounded):
+a file per run cost more than running a small scenario. Reading a session reads all of its
+files. Only the newest ``loom_keep_sessions`` folders are kept. ``loom runs``, ``show``,
+``diff``, ``export`` and ``replay`` read them back.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import shutil
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import orjson
 import pytest
@@ -22,13 +27,17 @@ import pytest
 from ._atomic import write_atomic
 from .record import RecordError, RunRecord
 
-FORMAT = 1
-"""Version of the saved-run and session files; other versions are refused with a clear error."""
+FORMAT = 2
+"""Version of the run and session files; other versions are refused with a clear error."""
+
+BATCH = 500
+"""Runs a process keeps in memory before it writes them out."""
 
 CACHE_KEY = "loom-runs"
 """The folder under pytest's cache (``<cache_dir>/d/``) that holds the sessions."""
 
 _SESSION_FILE = "session.json"
+_RUNS_GLOB = "runs-*.json"
 
 SESSION_KEY = pytest.StashKey["Session"]()
 """Where a pytest session (or xdist worker) keeps the session its scenario runs are saved in."""
@@ -49,26 +58,50 @@ class Session:
     rootdir: Path
     pythonpath: tuple[Path, ...]
     """The session's ``pythonpath`` ini entries: where entry points are imported from."""
+    _pending: dict[str, dict[str, Any]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+    _batches: Iterator[int] = field(
+        default_factory=lambda: itertools.count(1), init=False, compare=False, repr=False
+    )
 
     def runs(self) -> list[SavedRun]:
         """The session's runs, by id."""
         runs = [
-            _read_run(self, path) for path in self.path.glob("*.json") if path.name != _SESSION_FILE
+            _saved_run(self, path, data)
+            for path in sorted(self.path.glob(_RUNS_GLOB))
+            for data in _runs_of(path)
         ]
         return sorted(runs, key=lambda run: run.id)
 
     def has_runs(self) -> bool:
-        return any(p.suffix == ".json" and p.name != _SESSION_FILE for p in self.path.iterdir())
+        return any(self.path.glob(_RUNS_GLOB))
 
-    def save(self, run_id: str, scenario_path: Path, workdir: Path, record: RunRecord) -> None:
-        data = {
-            "format": FORMAT,
+    def save(
+        self, run_id: str, scenario_path: Path, workdir: Path | None, record: RunRecord
+    ) -> None:
+        """Keep a run of this process, to be written with the next :meth:`flush`.
+
+        ``workdir`` is the directory that kept the files the run left, if it left any.
+        """
+        self._pending[run_id] = {
             "id": run_id,
             "path": str(scenario_path),
-            "workdir": str(workdir),
-            "record": record.to_dict(),
+            "workdir": None if workdir is None else str(workdir),
+            # Its canonical JSON, as it will be written: no dict of it is ever made.
+            "record": orjson.Fragment(record.to_json(indent=False)),
         }
-        _write_json(self.path / f"{quote(run_id, safe='')}.json", data)
+        if len(self._pending) >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the runs kept since the last flush as one file of this process."""
+        if not self._pending:
+            return
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        data = {"format": FORMAT, "runs": sorted(self._pending.values(), key=lambda r: r["id"])}
+        _write_json(self.path / f"runs-{worker}-{next(self._batches)}.json", data)
+        self._pending.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +112,9 @@ class SavedRun:
     id: str
     path: Path
     """The scenario file."""
-    workdir: Path
-    """The run's temporary directory (its checkpoints), while pytest keeps it."""
+    workdir: Path | None
+    """The directory that kept the files the run left (such as its checkpoints), while pytest
+    keeps it; ``None`` if the run left no file."""
     record: RunRecord
 
     @property
@@ -90,11 +124,15 @@ class SavedRun:
 
 
 def start_session(root: Path, *, keep: int, rootdir: Path, pythonpath: list[Path]) -> Session:
-    """A new numbered session folder under ``root``; older ones beyond ``keep`` are removed."""
+    """A new numbered session folder under ``root``; older ones beyond ``keep`` are removed,
+    and so are those another version of pytest-loom saved (it could not read them)."""
     root.mkdir(parents=True, exist_ok=True)
     existing = _numbers(root)
     for number in existing[: max(0, len(existing) - keep + 1)]:
         shutil.rmtree(root / str(number), ignore_errors=True)
+    for number in existing[max(0, len(existing) - keep + 1) :]:
+        if not _current(root / str(number)):
+            shutil.rmtree(root / str(number), ignore_errors=True)
     number = (existing[-1] if existing else 0) + 1
     while True:
         try:
@@ -195,17 +233,36 @@ def _matching(runs: list[SavedRun], name: str) -> list[SavedRun]:
     return []
 
 
+def _current(folder: Path) -> bool:
+    """Whether the session in ``folder`` was saved in this version's format (or is being
+    started by another session right now: it has no session file yet)."""
+    try:
+        meta = orjson.loads((folder / _SESSION_FILE).read_bytes())
+    except FileNotFoundError:
+        return True
+    except (OSError, orjson.JSONDecodeError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
+
+
 def _numbers(root: Path) -> list[int]:
     if not root.is_dir():
         return []
     return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and p.is_dir())
 
 
-def _read_run(session: Session, path: Path) -> SavedRun:
-    data = _read_json(path)
+def _runs_of(path: Path) -> list[Any]:
+    runs = _read_json(path).get("runs")
+    if not isinstance(runs, list):
+        raise RunLogError(f"{path}: not a pytest-loom runs file ('runs' is missing)")
+    return runs
+
+
+def _saved_run(session: Session, path: Path, data: Any) -> SavedRun:
     try:
         record = RunRecord.from_dict(data["record"])
-        return SavedRun(session, str(data["id"]), Path(data["path"]), Path(data["workdir"]), record)
+        workdir = None if data["workdir"] is None else Path(data["workdir"])
+        return SavedRun(session, str(data["id"]), Path(data["path"]), workdir, record)
     except (KeyError, TypeError) as exc:
         raise RunLogError(f"{path}: not a saved pytest-loom run ({exc!r} is missing)") from None
     except RecordError as exc:

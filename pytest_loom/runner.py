@@ -20,10 +20,14 @@ from .llm import MockLLM, UnconsumedTurnsError
 from .record import RunRecord
 from .recorded import RecordedLLM, UnusedRecordingsError
 from .recordmode import RecordMode
+from .reference import RUNTIME_NAME
 from .replay import Replay
 from .runtimes import Runtime, get_runtime
 from .scenario import Bound, CrashFault, KillFault, RaiseFault, Scenario
 from .store import CheckpointStore
+
+MEMORY = ":memory:"
+"""The store location of a run whose checkpoints stay in memory (see :func:`store_location`)."""
 
 
 @dataclass(slots=True)
@@ -53,7 +57,7 @@ def run_scenario(
     blocked: list[str] = []
     # A throwaway database: a simulated crash needs no fsync, and a real kill loses only what
     # the kernel has not been handed, which is nothing.
-    with CheckpointStore(workdir / f"{scenario.id}.checkpoints.db", durability="off") as store:
+    with CheckpointStore(store_location(scenario, workdir), durability="off") as store:
         lab = make_lab(
             scenario, clock=clock, store=store, workdir=workdir, mode=mode, replay=replay
         )
@@ -88,6 +92,22 @@ def run_scenario(
 
         run.problems.extend(scenario_problems(scenario, record, rerun))
     return run
+
+
+def store_location(scenario: Scenario, workdir: Path) -> Path | str:
+    """Where a run of ``scenario`` keeps the lab's checkpoint store.
+
+    In memory on the reference runtime, unless a ``kill`` fault runs part of it in another
+    process, which reopens the store: a simulated crash resumes through the same store in the
+    same process, and the record is rebuilt from it before it closes, so a file would add
+    nothing but its cost. Other runtimes get ``<workdir>/<id>.checkpoints.db``: an adapter may
+    hand ``lab.store`` to code that opens its path.
+    """
+    if scenario.runtime == RUNTIME_NAME and not any(
+        isinstance(fault, KillFault) for fault in scenario.faults
+    ):
+        return MEMORY
+    return workdir / f"{scenario.id}.checkpoints.db"
 
 
 def make_lab(

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import orjson
 from syrupy.data import SnapshotCollection
@@ -24,7 +24,14 @@ from .diff import diff_records
 from .record import RunRecord
 
 if TYPE_CHECKING:
-    from syrupy.types import PropertyFilter, PropertyMatcher, SerializableData, SerializedData
+    from syrupy.location import PyTestLocation
+    from syrupy.types import (
+        PropertyFilter,
+        PropertyMatcher,
+        SerializableData,
+        SerializedData,
+        SnapshotIndex,
+    )
 
 MASKED_RUN_ID = "<run-id>"
 
@@ -57,6 +64,34 @@ class RunRecordExtension(SingleFileSnapshotExtension):
 
     file_extension = "run.json"
     _write_mode = WriteMode.TEXT
+    _named: ClassVar[tuple[object, object, object, str, str] | None] = None
+    """The last (class, test location, index) named and its (snapshot name, file path)."""
+
+    @classmethod
+    def _names(cls, test_location: PyTestLocation, index: SnapshotIndex) -> tuple[str, str]:
+        """The snapshot name and file of an assertion, worked out once per assertion.
+
+        syrupy asks for them five times per ``==``, and each time sanitises the test name
+        character by character and builds the path through ``pathlib``: over half of what an
+        assertion costs besides reading the file. Only the last answer is kept.
+        """
+        named = cls._named
+        if named is not None and (named[0], named[1], named[2]) == (cls, test_location, index):
+            return named[3], named[4]
+        name = super().get_snapshot_name(test_location=test_location, index=index)
+        # syrupy's get_location asks get_snapshot_name for the file's name: answered from here.
+        RunRecordExtension._named = (cls, test_location, index, name, "")
+        location = super().get_location(test_location=test_location, index=index)
+        RunRecordExtension._named = (cls, test_location, index, name, location)
+        return name, location
+
+    @classmethod
+    def get_snapshot_name(cls, *, test_location: PyTestLocation, index: SnapshotIndex = 0) -> str:
+        return cls._names(test_location, index)[0]
+
+    @classmethod
+    def get_location(cls, *, test_location: PyTestLocation, index: SnapshotIndex) -> str:
+        return cls._names(test_location, index)[1]
 
     def serialize(
         self,

@@ -2,7 +2,16 @@
 
 One row per step holds the state and the step's record, including everything resume needs
 (cumulative spend, best checkpoint so far). So resuming reads one row by primary key whatever
-the history length, and a crash loses at most the step in flight.
+the history length, and a crash loses at most the step in flight (or the open batch, with
+``commit_every``).
+
+A state that grows every step keeps its growing part in transcripts
+(:class:`pytest_loom.Transcript`): their items go into ``loom_items``, each written once, by the
+step that appended it, and the step's row holds only a marker in the transcript's place. So a
+step writes what it changed, not the whole state again. Item ``i`` of transcript ``k`` is the row
+whose rowid is ``k << 32 | i``; a transcript that continues another's first ``base`` items (a
+run that backtracked or resumed from an older state, then appended) names it as ``parent`` in
+``loom_transcripts`` and shares those items instead of copying them.
 
 Layout: ``loom_runs`` gives every run an integer ``key``; step ``n`` of a run is the row of
 ``loom_steps`` whose rowid is ``key << 32 | n``. A run's steps are one contiguous rowid range, so
@@ -22,6 +31,14 @@ Durability (the ``durability`` argument, always with a WAL journal):
   scenario gets in its temporary directory (whose crashes are simulated in-process): creating
   and closing a new database then costs no fsync instead of seven, and a new file starts as a
   copy of an empty database (made once per process) instead of having its schema created.
+
+Batching (the ``commit_every`` argument, ``1`` by default): with ``commit_every=K`` the store
+commits every K-th step, together with the steps before it, in one transaction. A crash of the
+process loses the open batch, at most the K-1 steps after the last commit: resume continues
+from the last committed step, whose carry holds the spend up to it, so nothing committed is
+granted again; the lost steps run again. The step that ends a run, :meth:`finish_run`,
+:meth:`flush` and :meth:`close` commit the open batch at once. Only the one open transaction is
+held, so memory stays flat however long the run: SQLite spills a large batch to the WAL.
 """
 
 from __future__ import annotations
@@ -31,12 +48,12 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bumped whenever the layout changes; other versions are refused with a clear error."""
 
 Durability = Literal["off", "normal", "full"]
@@ -62,11 +79,21 @@ CREATE TABLE IF NOT EXISTS loom_steps (
     state BLOB NOT NULL,
     record BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS loom_transcripts (
+    key INTEGER PRIMARY KEY,
+    parent INTEGER,  -- the transcript whose first `base` items this one continues
+    base INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS loom_items (
+    id INTEGER PRIMARY KEY,  -- loom_transcripts.key << {_STEP_BITS} | item index
+    item BLOB NOT NULL
+);
 INSERT OR IGNORE INTO loom_meta VALUES ('schema', '{SCHEMA_VERSION}');
 COMMIT;
 """
 
 _RUN_COLUMNS = "key, run_id, scenario, runtime, status, budget, stop"
+_INSERT_STEP = "INSERT INTO loom_steps VALUES (?, ?, ?)"
 _RUN_AND_LAST_STEP = f"""
 SELECT r.key, r.run_id, r.scenario, r.runtime, r.status, r.budget, r.stop,
        s.id - (r.key << {_STEP_BITS}), s.state, s.record
@@ -144,6 +171,11 @@ class StepRow:
     record: bytes
 
 
+Items = tuple[int, int, list[bytes]]
+"""New items of a transcript for :meth:`CheckpointStore.commit_step`: ``(key, first index,
+JSON of each item)``."""
+
+
 class CheckpointStore:
     """A SQLite checkpoint database; each test gets its own (see the ``loom_store`` fixture).
 
@@ -151,13 +183,27 @@ class CheckpointStore:
     committed step survives a crash of the process that wrote it.
     """
 
-    def __init__(self, path: str | Path, *, durability: Durability = "normal") -> None:
+    def __init__(
+        self, path: str | Path, *, durability: Durability = "normal", commit_every: int = 1
+    ) -> None:
         if durability not in _DURABILITIES:
             raise ValueError(f"durability={durability!r}: expected one of {_DURABILITIES}")
+        if type(commit_every) is not int or commit_every < 1:
+            raise ValueError(
+                f"commit_every={commit_every!r}: expected a whole number of steps >= 1 "
+                "(1 commits every step)"
+            )
         self.path = Path(path)
         self.durability = durability
+        self.commit_every = commit_every
+        self._uncommitted = 0
+        """Steps in the open batch (only with ``commit_every`` > 1)."""
         self._keys: dict[str, int] = {}
         """run id -> run key, filled as runs are begun or looked up (a run's key never changes)."""
+        self._transcripts: dict[int, tuple[int | None, int]] = {}
+        """transcript key -> (parent, base), filled as transcripts are made or read."""
+        self._lengths: dict[int, int] = {}
+        """transcript key -> items stored under it, as this store last wrote or read it."""
         if durability == "off":
             _copy_new_database(self.path)
         try:
@@ -206,7 +252,12 @@ class CheckpointStore:
 
     @classmethod
     def from_golden(
-        cls, golden: str | Path, dest: str | Path, *, durability: Durability = "normal"
+        cls,
+        golden: str | Path,
+        dest: str | Path,
+        *,
+        durability: Durability = "normal",
+        commit_every: int = 1,
     ) -> CheckpointStore:
         """Open a private copy of a golden database kept in the repo; the golden is untouched.
 
@@ -221,7 +272,7 @@ class CheckpointStore:
         if wal.is_file():
             shutil.copyfile(wal, dest.with_name(dest.name + "-wal"))
         try:
-            return cls(dest, durability=durability)
+            return cls(dest, durability=durability, commit_every=commit_every)
         except CheckpointError as exc:
             for path in (dest, dest.with_name(dest.name + "-wal")):
                 path.unlink(missing_ok=True)
@@ -246,6 +297,7 @@ class CheckpointStore:
         self._db.execute(
             "UPDATE loom_runs SET status=?, stop=? WHERE key=?", (status, stop, self._key(run_id))
         )
+        self.flush()
 
     def run(self, run_id: str) -> RunRow:
         row = self._db.execute(
@@ -301,27 +353,141 @@ class CheckpointStore:
         state: bytes,
         record: bytes,
         *,
+        items: Sequence[Items] = (),
         stop: tuple[str, bytes] | None = None,
     ) -> None:
-        """Durably add step ``n`` in one transaction; with ``stop=(status, stop)`` end the run.
+        """Add step ``n`` and the transcript ``items`` it appended, in one transaction.
 
-        The run must have been begun (:meth:`begin_run`) in this database.
+        With ``stop=(status, stop)`` the run ends in the same transaction. The step is durable
+        when this returns, or, with ``commit_every=K``, when the batch it is in commits. The run
+        must have been begun (:meth:`begin_run`) in this database.
         """
         db = self._db
         row = (self._step_id(run_id, n), state, record)
-        if stop is None:
-            db.execute("INSERT INTO loom_steps VALUES (?, ?, ?)", row)
+        if stop is None and not items and self.commit_every == 1:
+            db.execute(_INSERT_STEP, row)  # autocommit: no BEGIN, no COMMIT statement
             return
-        db.execute("BEGIN")
+        if not db.in_transaction:
+            db.execute("BEGIN")
         try:
-            db.execute("INSERT INTO loom_steps VALUES (?, ?, ?)", row)
-            db.execute(
-                "UPDATE loom_runs SET status=?, stop=? WHERE key=?", (*stop, self._keys[run_id])
-            )
-            db.execute("COMMIT")
+            db.execute(_INSERT_STEP, row)
+            if items:
+                self._insert_items(items)
+            if stop is not None:
+                db.execute(
+                    "UPDATE loom_runs SET status=?, stop=? WHERE key=?",
+                    (*stop, self._keys[run_id]),
+                )
         except BaseException:
-            db.execute("ROLLBACK")
+            self._rollback()
             raise
+        self._uncommitted += 1
+        if stop is not None or self._uncommitted >= self.commit_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the open batch now (nothing to do unless ``commit_every`` > 1)."""
+        if self._db.in_transaction:
+            self._db.execute("COMMIT")
+        self._uncommitted = 0
+
+    def _rollback(self) -> None:
+        """Drop the open transaction, and what this store believed it had written."""
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+        self._uncommitted = 0
+        self._lengths.clear()
+
+    # -- transcripts --------------------------------------------------------------------------
+
+    def new_transcript(self, parent: int | None = None, base: int = 0) -> int:
+        """Make a transcript key; with ``parent``, it continues the parent's first ``base`` items.
+
+        Within the open batch, if any (a crash loses an unused key, nothing else).
+        """
+        if parent is not None and not 0 <= base <= self.transcript_length(parent):
+            raise CheckpointError(
+                f"{self.path}: transcript {parent} has no {base} items to continue from"
+            )
+        cursor = self._db.execute(
+            "INSERT INTO loom_transcripts VALUES (NULL, ?, ?)", (parent, base)
+        )
+        key = cursor.lastrowid
+        assert key is not None
+        self._transcripts[key] = (parent, base)
+        self._lengths[key] = base
+        return key
+
+    def transcript_length(self, key: int) -> int:
+        """How many items transcript ``key`` holds (its parent's first ``base`` included)."""
+        length = self._lengths.get(key)
+        if length is None:
+            base = self._transcript(key)[1]
+            first = key << _STEP_BITS
+            row = self._db.execute(
+                "SELECT max(id) FROM loom_items WHERE id BETWEEN ? AND ?",
+                (first, first | _MAX_STEP),
+            ).fetchone()
+            length = self._lengths[key] = base if row[0] is None else row[0] - first + 1
+        return length
+
+    def items(self, key: int, start: int, stop: int) -> list[bytes]:
+        """Items ``start <= i < stop`` of transcript ``key`` (JSON bytes), read in order."""
+        try:
+            return self._items(key, start, stop)
+        except sqlite3.ProgrammingError:  # the only one sqlite3 raises here: a closed database
+            raise CheckpointError(
+                f"{self.path}: the store is closed, and a restored transcript reads its items "
+                "from it when they are first used; read them (e.g. list(transcript)) before "
+                "closing the store"
+            ) from None
+
+    def _items(self, key: int, start: int, stop: int) -> list[bytes]:
+        parts: list[list[bytes]] = []
+        while start < stop:
+            parent, base = self._transcript(key)
+            low = max(start, base)
+            if low < stop:
+                first = key << _STEP_BITS
+                rows = self._db.execute(
+                    "SELECT item FROM loom_items WHERE id >= ? AND id < ? ORDER BY id",
+                    (first | low, first | stop),
+                ).fetchall()
+                if len(rows) != stop - low:
+                    raise CheckpointError(
+                        f"{self.path}: transcript {key} has no items {low}..{stop - 1} "
+                        "(the database is damaged or was changed by hand)"
+                    )
+                parts.append([r[0] for r in rows])
+            if parent is None or start >= base:
+                break
+            key, stop = parent, min(stop, base)
+        return [item for part in reversed(parts) for item in part]
+
+    def _transcript(self, key: int) -> tuple[int | None, int]:
+        found = self._transcripts.get(key)
+        if found is None:
+            row = self._db.execute(
+                "SELECT parent, base FROM loom_transcripts WHERE key=?", (key,)
+            ).fetchone()
+            if row is None:
+                raise CheckpointError(
+                    f"{self.path}: no transcript {key} (the database is damaged or was changed "
+                    "by hand)"
+                )
+            found = self._transcripts[key] = (row[0], row[1])
+        return found
+
+    def _insert_items(self, items: Sequence[Items]) -> None:
+        for key, first, blobs in items:
+            if not blobs:
+                continue
+            base = key << _STEP_BITS
+            self._db.executemany(
+                "INSERT INTO loom_items VALUES (?, ?)",
+                zip(range(base | first, base | (first + len(blobs))), blobs, strict=True),
+            )
+            self._lengths[key] = first + len(blobs)
 
     def last_step(self, run_id: str) -> StepRow | None:
         """The newest committed step: one seek to the end of the run's rowid range."""
@@ -360,7 +526,11 @@ class CheckpointStore:
         yield from cursor
 
     def close(self) -> None:
-        self._db.close()
+        """Commit the open batch, if any, and close the database."""
+        try:
+            self.flush()
+        finally:
+            self._db.close()
 
     def __enter__(self) -> CheckpointStore:
         return self

@@ -124,12 +124,16 @@ class Entry:
         drift = _field(data, "drift", Mapping, where)
         changes = _field(drift, "changes", list, f"{where}.drift")
         baseline = data.get("baseline")
+        now = Measure.from_dict(data.get("now"), f"{where}.now")
+        if baseline is not None:  # usually the same as now (the run matched its snapshot)
+            same = baseline == data.get("now")
+            baseline = now if same else Measure.from_dict(baseline, f"{where}.baseline")
         return cls(
             nodeid=_field(data, "nodeid", str, where),
             scenario=_field(data, "scenario", str, where),
             runtime=_field(data, "runtime", str, where),
-            now=Measure.from_dict(data.get("now"), f"{where}.now"),
-            baseline=None if baseline is None else Measure.from_dict(baseline, f"{where}.baseline"),
+            now=now,
+            baseline=baseline,
             source=data.get("source"),
             changes=tuple(
                 Judged.from_dict(c, f"{where}.drift.changes[{i}]") for i, c in enumerate(changes)

@@ -2,13 +2,14 @@
 
 With the mock LLM every trial is the same run; with a live model, a cassette in a record mode
 or a loop that draws on randomness, they differ, and the gate judges the distribution of their
-stop reasons. Each trial has its own fake clock, checkpoint store and working directory (the
-first in the item's ``tmp_path``, the others in ``tmp_path/trial-<k>``), and sees its number
-in the environment, so a loop can seed its randomness by trial.
+stop reasons. Each trial has its own fake clock, checkpoint store and empty working directory,
+and sees its number in the environment, so a loop can seed its randomness by trial. Files a
+trial leaves are kept in the item's directory (``trial-<k>/`` below it for trial k > 1).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from ._isolation import Sandbox
     from .runner import ScenarioRun
     from .scenario import Scenario
 
@@ -26,22 +28,35 @@ TRIALS_ENV = "LOOM_TRIALS"
 
 
 def run_trials(
-    scenario: Scenario, *, tmp_path: Path, trials: int, **run_args: Any
-) -> list[ScenarioRun]:
-    """Run ``scenario`` ``trials`` times; ``run_args`` go to :func:`~pytest_loom.run_scenario`."""
-    from ._isolation import isolated
+    scenario: Scenario, *, sandbox: Sandbox, name: str, trials: int, **run_args: Any
+) -> tuple[list[ScenarioRun], Path, Path | None]:
+    """Run ``scenario`` ``trials`` times in ``sandbox``; ``run_args`` go to
+    :func:`~pytest_loom.run_scenario`.
+
+    Returns the runs, the root the runs were masked with (their ``<tmp>``) and the directory
+    that keeps the files they left (``None`` if they left none); ``name`` names it.
+    """
     from .clock import FakeClock
     from .runner import run_scenario
 
     runs = []
+    item: list[Path] = []  # the item's directory, once a trial leaves files
+
+    def keep(k: int) -> Callable[[], Path]:
+        def where() -> Path:
+            if not item:
+                item.append(sandbox.directory(name))
+            return item[0] if k == 1 else item[0] / f"trial-{k}"
+
+        return where
+
     for k in range(1, trials + 1):
-        root = tmp_path if k == 1 else tmp_path / f"trial-{k}"
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv(TRIAL_ENV, str(k))
             patch.setenv(TRIALS_ENV, str(trials))
-            with isolated(root) as workdir, FakeClock(start=scenario.clock.start) as clock:
+            with sandbox.run(keep(k)) as workdir, FakeClock(start=scenario.clock.start) as clock:
                 runs.append(run_scenario(scenario, clock=clock, workdir=workdir, **run_args))
-    return runs
+    return runs, sandbox.root, item[0] if item else None
 
 
 def trial_problems(runs: list[ScenarioRun]) -> list[str]:

@@ -241,7 +241,7 @@ def test_errors_say_what_to_do(
     assert "no run matches 'nothing_like_it' in session 1" in err
     status, _, err = loom(capsys, "show", "7:converged")
     assert "there is no session 7" in err
-    run_file = next((project.path / ".pytest_cache/d/loom-runs/1").glob("*converged.json"))
+    run_file = next((project.path / ".pytest_cache/d/loom-runs/1").glob("runs-*.json"))
     run_file.write_text("{")
     status, _, err = loom(capsys, "show", "converged")
     assert status == 2

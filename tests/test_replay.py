@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from pytest_loom._toolresults import NOT_KEPT, kept, kept_error, servable, serve
+from pytest_loom.record import ToolCall, digest
+
 pytest.importorskip("openai")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -175,12 +178,15 @@ from pytest_loom import Done
 
 def step(state, ctx):
     reply = ctx.llm.complete(f"improve {state['n']}")
-    ctx.tool("lookup", lambda key: key.upper(), key=TOOL_ARG)
+    ctx.tool("lookup", lookup, key=TOOL_ARG)
     if state["n"] >= 3:
         return Done({"n": state["n"]})
     return {"n": state["n"] + 1}
 
 TOOL_ARG = "a"
+
+def lookup(key):
+    return {"key": key.upper(), "hits": [1, 2]}
 
 def build(lab):
     return lab.loop(step)
@@ -213,11 +219,57 @@ def test_a_tool_called_differently_diverges(loop_project: pytest.Pytester) -> No
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*replay diverged at step 1 from the recorded run *run.run.json:",
-            "*step 1: tool call 1 differs: the recorded run called lookup(key='a'), "
-            "this run lookup(key='b')",
+            "*replay diverged at step 1, tool call 1 from the recorded run *run.run.json:",
+            "*the recorded run called lookup(key='a'), this run lookup(key='b')",
         ]
     )
+
+
+LOOKUP = 'def lookup(key):\n    return {"key": key.upper(), "hits": [1, 2]}\n'
+
+
+def test_replayed_steps_get_the_recorded_tool_results(loop_project: pytest.Pytester) -> None:
+    """The tool is not called again in the replayed steps: its recorded result is given back."""
+    unreachable = "def lookup(key):\n    raise ConnectionError('no lookup service in CI')\n"
+    edit(loop_project.path / "loop.py", LOOKUP, unreachable)
+    run(loop_project, "--loom-replay").assert_outcomes(passed=1)
+    # From step 2 on the loop runs for real, and so does the tool.
+    result = run(loop_project, "--loom-replay-from=2", "-rA")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["*loom replay from step 2*", "*step 2: error: None -> *ConnectionError: no lookup*"]
+    )
+    assert "step 1: error" not in result.stdout.str()
+
+
+def test_a_recorded_tool_failure_is_raised_again(loop_project: pytest.Pytester) -> None:
+    loop = loop_project.path / "loop.py"
+    edit(loop, LOOKUP, "def lookup(key):\n    return {}[key]\n")
+    edit(
+        loop,
+        '    ctx.tool("lookup", lookup, key=TOOL_ARG)\n',
+        "    try:\n"
+        '        ctx.tool("lookup", lookup, key=TOOL_ARG)\n'
+        "    except KeyError as exc:\n"
+        "        state = {**state, 'missing': exc.args[0]}\n",
+    )
+    edit(loop, '{"n": state["n"] + 1}', '{**state, "n": state["n"] + 1}')
+    run(loop_project, "--snapshot-update").assert_outcomes(passed=1)
+    edit(loop, "return {}[key]", "raise OSError('must not run')")
+    run(loop_project, "--loom-replay").assert_outcomes(passed=1)
+
+
+def test_a_result_json_cannot_hold_is_checked_by_running_the_tool(
+    loop_project: pytest.Pytester,
+) -> None:
+    loop = loop_project.path / "loop.py"
+    edit(loop, LOOKUP, "def lookup(key):\n    return (key, 1)\n")
+    run(loop_project, "--snapshot-update").assert_outcomes(passed=1)
+    run(loop_project, "--loom-replay").assert_outcomes(passed=1)
+    edit(loop, "return (key, 1)", "return (key, 2)")
+    result = run(loop_project, "--loom-replay")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*tool call 1, lookup(key='a'), returned something else: *"])
 
 
 def test_a_run_that_ends_early_diverges(loop_project: pytest.Pytester) -> None:
@@ -266,3 +318,42 @@ def test_a_step_that_asks_less_diverges(loop_project: pytest.Pytester) -> None:
             "next recorded call asked 'improve 2'",
         ]
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "kept_as"),
+    [
+        ({"a": [1, 2.5, None, "x"]}, {"a": [1, 2.5, None, "x"]}),
+        (None, None),
+        ((1, 2), NOT_KEPT),  # a tuple would come back as a list
+        ({1: "a"}, NOT_KEPT),  # a non-string key would come back as a string
+        (float("nan"), NOT_KEPT),  # JSON has no NaN (its digest is the digest of null)
+        ({"ok": True, "n": 1.0}, {"ok": True, "n": 1.0}),
+        (object(), NOT_KEPT),
+    ],
+)
+def test_tool_results_are_kept_only_when_json_holds_them_exactly(
+    value: object, kept_as: object
+) -> None:
+    assert kept(value) == kept_as
+    call = ToolCall("t", {}, "ok", digest(value), kept(value))
+    assert servable(call) is (kept_as is not NOT_KEPT)
+
+
+def test_a_kept_builtin_error_is_raised_again_and_other_errors_are_not_served() -> None:
+    error = KeyError("calc.py")
+    call = ToolCall("t", {}, "error", digest(repr(error)), kept_error(error))
+    assert call.result == {"error": "KeyError", "args": ["calc.py"]}
+    assert servable(call)
+    with pytest.raises(KeyError) as raised:
+        serve(call)
+    assert repr(raised.value) == repr(error)
+
+    class QuotaError(Exception):
+        pass
+
+    assert kept_error(QuotaError("x")) is NOT_KEPT
+    assert kept_error(ValueError(object())) is NOT_KEPT
+    assert not servable(ToolCall("t", {}, "error", digest(repr(QuotaError("x"))), NOT_KEPT))
+    # A recording whose kept value does not match its digest is never served.
+    assert not servable(ToolCall("t", {}, "ok", digest("real"), "edited by hand"))

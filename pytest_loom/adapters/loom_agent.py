@@ -34,6 +34,7 @@ from loom.providers.base import CompletionRequest, CompletionResponse, LLMProvid
 from loom.runtime import RunResult
 from loom.types import ToolCall as LoomToolCall
 
+from .._toolresults import kept
 from ..lab import Lab
 from ..record import (
     BudgetLimit,
@@ -421,7 +422,9 @@ def _state_digest(request: Mapping[str, Any], lines: list[dict[str, Any]]) -> st
 
 def _tool_call(line: Mapping[str, Any]) -> ToolCall:
     status = "ok" if line["ok"] else "error"
-    return ToolCall(line["name"], line["args"], status, digest(line["result"]))
+    return ToolCall(
+        line["name"], line["args"], status, digest(line["result"]), kept(line["result"])
+    )
 
 
 def _describe(error: BaseException) -> str:

@@ -35,6 +35,7 @@ from loom_agent import (
     StoredToolCall,
 )
 
+from .._toolresults import kept
 from ..lab import Lab, Observed
 from ..record import (
     RECORD_VERSION,
@@ -337,6 +338,7 @@ def _tool_call(call: StoredToolCall) -> ToolCall:
         args={"request_hash": call.request_hash[:16]},
         status=call.status,
         result_digest=digest(result) if result is not None else "",
+        result=kept(result),
     )
 
 

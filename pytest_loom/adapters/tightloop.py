@@ -36,6 +36,7 @@ from loop import (
 )
 from loop.core.state import ActionRecord, IterationRecord
 
+from .._toolresults import kept
 from ..budget import Budget
 from ..lab import Lab, Observed
 from ..llm import MockLLM
@@ -508,7 +509,8 @@ def _tool_call(action: ActionRecord) -> ToolCall:
         args = json.loads(action.args_excerpt)
     except ValueError:  # tightloop cuts arguments at 1 KiB
         args = {"args_excerpt": action.args_excerpt}
-    return ToolCall(action.tool, args, action.status, digest(action.result_excerpt))
+    excerpt = action.result_excerpt
+    return ToolCall(action.tool, args, action.status, digest(excerpt), kept(excerpt))
 
 
 def _describe(exc: BaseException) -> str:
