@@ -29,14 +29,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from . import _wire_anthropic, _wire_openai
 from ._clockpatch import real_perf_counter
-from ._wire import Rendered, json_response
-from .cassette import RecordedRequest, RecordedResponse, content_text
 from .llm import LLMError, MockLLM, MockLLMError, Response
-from .recorded import RecordedLLM, secrets_in_headers
+from .recordmode import is_recording
+
+if TYPE_CHECKING:
+    from ._wire import Rendered
+    from .cassette import RecordedRequest, RecordedResponse
 
 __all__ = ["OFFLINE_KEY", "serve_sdks"]
 
@@ -68,9 +69,6 @@ class _Wire(Protocol):
     def parse_response(self, body: bytes, *, stream: bool) -> RecordedResponse: ...
 
 
-_WIRES: Sequence[_Wire] = (_wire_openai, _wire_anthropic)
-
-
 class _LiveFailed(Exception):
     """The real provider answered with an error: it goes to the SDK as it came, unrecorded."""
 
@@ -88,7 +86,7 @@ def serve_sdks(llm: MockLLM) -> Iterator[MockLLM]:
     a placeholder if unset, so clients that insist on a key can be built offline.
     """
     _install()
-    recording = isinstance(llm, RecordedLLM) and llm.records
+    recording = is_recording(llm)
     saved = {name: os.environ.get(name) for name in _KEY_ENV}
     if not recording:
         for name in _KEY_ENV:
@@ -184,8 +182,12 @@ def _patch(module: ModuleType) -> None:
 
 
 def _wire_for(request: Any) -> _Wire | None:
+    # The wire formats load with the first request the lab sees, not with every scenario.
+    from . import _wire_anthropic, _wire_openai
+
+    wires: Sequence[_Wire] = (_wire_openai, _wire_anthropic)
     path = request.url.path
-    for wire in _WIRES:
+    for wire in wires:
         if wire.is_call(request.method, path, request.headers):
             return wire
     return None
@@ -197,6 +199,10 @@ def _wire_for(request: Any) -> _Wire | None:
 def _serve(
     module: ModuleType, original_sync: Callable[..., Any], llm: MockLLM, wire: _Wire, request: Any
 ) -> Any:
+    from ._wire import json_response
+    from .cassette import RecordedResponse
+    from .recorded import RecordedLLM, secrets_in_headers
+
     body = json.loads(request.content or b"{}")
     call = wire.parse_request(body)
     index = len(llm.requests) + 1
@@ -241,6 +247,8 @@ def _serve(
 
 def _complete(llm: MockLLM, call: RecordedRequest) -> Response:
     """Serve an SDK call from a plain mock's script."""
+    from .cassette import content_text
+
     params = dict(call.params)
     max_tokens = params.pop("max_tokens", None) or params.pop("max_completion_tokens", None)
     messages = [

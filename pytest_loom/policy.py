@@ -10,7 +10,6 @@ ini key or the file and key, what was expected, and an example.
 from __future__ import annotations
 
 import fnmatch
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,6 +143,8 @@ def load_policy(ini: Mapping[str, Any], path: Path | None) -> Policy:
     base = _rules(from_ini, Rules(), _ini_label)
     if path is None:
         return Policy(base)
+    import tomllib  # only a policy file needs it: most sessions have none
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:

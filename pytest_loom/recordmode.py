@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+import sys
 from typing import Protocol
 
 __all__ = ["RECORD_FLAG", "RecordMode", "record_mode"]
@@ -47,6 +48,16 @@ class _Config(Protocol):
     def getoption(self, name: str) -> object: ...
 
     def getini(self, name: str) -> object: ...
+
+
+def is_recording(llm: object) -> bool:
+    """Whether ``llm`` is a :class:`~pytest_loom.RecordedLLM` that may call the real provider.
+
+    Asked without importing ``pytest_loom.recorded``: only a cassette loads it, so while it is
+    not loaded no LLM can be a recorded one, and sessions without cassettes never pay for it.
+    """
+    module = sys.modules.get("pytest_loom.recorded")
+    return module is not None and isinstance(llm, module.RecordedLLM) and bool(llm.records)
 
 
 def on_ci() -> bool:

@@ -10,21 +10,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._killrun import run_killable
 from .clock import FakeClock
 from .faults import FaultPlan, SimulatedCrash
 from .lab import Lab
 from .llm import MockLLM, UnconsumedTurnsError
 from .record import RunRecord
-from .recorded import RecordedLLM, UnusedRecordingsError
-from .recordmode import RecordMode
+from .recordmode import RecordMode, is_recording
 from .reference import RUNTIME_NAME
-from .replay import Replay
 from .runtimes import Runtime, get_runtime
 from .scenario import Bound, CrashFault, KillFault, RaiseFault, Scenario
 from .store import CheckpointStore
+
+if TYPE_CHECKING:
+    from .replay import Replay
 
 MEMORY = ":memory:"
 """The store location of a run whose checkpoints stay in memory (see :func:`store_location`)."""
@@ -66,14 +66,19 @@ def run_scenario(
         resume = stopped = False
         while record is None and not stopped and lab.faults.kills_pending():
             # The run goes on in a child process that really dies at the kill.
+            from ._killrun import run_killable
+
             phase = run_killable(scenario, lab, resume=resume)
             record, stopped, resume = phase.record, not phase.resume, True
         if record is None:
             if not stopped:
                 drive(runtime, scenario, lab, resume=resume, blocked=blocked)
             record = runtime.record(scenario, lab)
-    if isinstance(lab.llm, RecordedLLM):
-        lab.llm.save()
+    if scenario.llm.cassette is not None:
+        from .recorded import RecordedLLM  # loaded by make_lab for the cassette
+
+        if isinstance(lab.llm, RecordedLLM):
+            lab.llm.save()
     run = ScenarioRun(scenario, record, lab.llm)
     run.problems.extend(dict.fromkeys(f"{scenario.path}: {message}" for message in blocked))
     run.problems.extend(_llm_problems(scenario, lab.llm, replay))
@@ -137,6 +142,8 @@ def make_lab(
     if spec.cassette is None:
         llm = MockLLM(spec.turns, spec.rules, **mock_args)
     else:
+        from .recorded import RecordedLLM
+
         llm = RecordedLLM(
             scenario.path.parent / spec.cassette.path,
             mode=mode,
@@ -179,7 +186,7 @@ def drive(
     from .intercept import serve_sdks
     from .netguard import block_network
 
-    recording = isinstance(lab.llm, RecordedLLM) and lab.llm.records
+    recording = is_recording(lab.llm)
     with serve_sdks(lab.llm), block_network(not recording) as log:
         try:
             while True:
@@ -218,7 +225,12 @@ def _llm_problems(scenario: Scenario, llm: MockLLM, replay: Replay | None) -> li
     try:
         llm.verify()
     except UnconsumedTurnsError as exc:
-        where = "llm.cassette" if isinstance(exc, UnusedRecordingsError) else "llm.turns"
+        where = "llm.turns"
+        if scenario.llm.cassette is not None:
+            from .recorded import UnusedRecordingsError  # loaded by make_lab for the cassette
+
+            if isinstance(exc, UnusedRecordingsError):
+                where = "llm.cassette"
         line = scenario.lines.get(where, scenario.lines.get("llm", 1))
         problems.append(
             f"{scenario.path}:{line}: {exc}\n"
