@@ -71,6 +71,19 @@ ONLY_WHEN_USED = (
 """Hypothesis, the property suite, the runtime adapters and the runtimes and SDKs they drive."""
 
 
+UNUSED = (
+    "pickle",
+    "tomllib",
+    "pytest_loom._killrun",
+    "pytest_loom.replay",
+    "pytest_loom.recorded",
+    "pytest_loom._wire",
+    "pytest_loom._wire_openai",
+    "pytest_loom._wire_anthropic",
+)
+"""What a scenario with no kill fault, replay, cassette, SDK call or policy file never needs."""
+
+
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makeconftest(RECORDER)
@@ -173,3 +186,42 @@ def test_the_entry_point_knows_the_lab_s_profile_names() -> None:
     from pytest_loom.properties import CI_PROFILE, DEV_PROFILE
 
     assert (DEV_PROFILE, CI_PROFILE) == _LOOM_PROFILES
+
+
+def test_a_plain_scenario_session_loads_no_replay_recording_kill_or_toml(
+    project: pytest.Pytester,
+) -> None:
+    project.path.joinpath("research.loom.yaml").write_text(SCENARIO)
+    modules = loaded(project, "--loom-scenarios")
+    assert {"pytest_loom.runner", "pytest_loom.store", "pytest_loom.intercept"} <= modules
+    assert sorted(modules & set(UNUSED)) == []
+
+
+def test_a_kill_fault_loads_the_kill_runner(project: pytest.Pytester) -> None:
+    killed = SCENARIO.replace("snapshot: false", "faults:\n  - {kill: {step: 2}}\nsnapshot: false")
+    project.path.joinpath("research.loom.yaml").write_text(killed)
+    modules = loaded(project, "--loom-scenarios")
+    assert {"pytest_loom._killrun", "pickle"} <= modules
+    assert "pytest_loom.recorded" not in modules
+
+
+def test_a_policy_file_loads_the_toml_reader(project: pytest.Pytester) -> None:
+    project.path.joinpath("research.loom.yaml").write_text(SCENARIO)
+    project.path.joinpath("loom-policy.toml").write_text("[tolerance]\ncost = 0.5\n")
+    modules = loaded(project, "--loom-scenarios", "--loom-policy=loom-policy.toml")
+    assert "tomllib" in modules
+
+
+def test_a_bad_policy_file_is_still_named_with_its_toml_error(project: pytest.Pytester) -> None:
+    project.path.joinpath("research.loom.yaml").write_text(SCENARIO)
+    project.path.joinpath("loom-policy.toml").write_text("[tolerance\n")
+    result = project.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:xdist",
+        "--loom-scenarios",
+        "--loom-policy=loom-policy.toml",
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*policy file *loom-policy.toml: not valid TOML: *"])
