@@ -274,22 +274,26 @@ class _Scan:
 
 @dataclass(frozen=True, slots=True)
 class _Swept:
-    """``sys.modules`` as the last sweep saw it (holding its modules keeps their ids theirs),
-    with the module namespaces and sizes it scanned and the references it found."""
+    """``sys.modules`` as the last sweep saw it, with the module namespaces and sizes it
+    scanned and the references it found."""
 
     names: list[str]
-    ids: list[int]
     modules: list[object]
     namespaces: list[dict[str, Any]]
     sizes: list[int]
     refs: list[_Ref]
 
     def current(self) -> bool:
-        """No module imported, removed or replaced, no scanned namespace grown or shrunk since."""
+        """No module imported, removed or replaced, no scanned namespace grown or shrunk since.
+
+        The entries are compared as lists, which compare items by identity first: a module
+        (which has no ``__eq__`` of its own) equals only itself, so a replaced one shows. That
+        costs a fraction of comparing their ids.
+        """
         return (
-            list(map(len, self.namespaces)) == self.sizes
-            and list(map(id, sys.modules.values())) == self.ids
+            list(sys.modules.values()) == self.modules
             and list(sys.modules) == self.names
+            and list(map(len, self.namespaces)) == self.sizes
         )
 
 
@@ -359,7 +363,6 @@ def _sweep() -> list[_Ref]:
     _scans = scans
     _swept = _Swept(
         names=[name for name, _ in entries],
-        ids=[id(module) for _, module in entries],
         modules=[module for _, module in entries],
         namespaces=[scan.namespace for scan in scans.values()],
         sizes=[scan.size for scan in scans.values()],

@@ -10,26 +10,41 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
-
-import pytest
 
 _WORK, _HOME = "work", "home"
 
 
 @contextmanager
-def isolated(root: Path) -> Iterator[Path]:
-    """Work in ``root/work`` with ``HOME`` at ``root/home``; yields the working directory."""
-    workdir, home = root / _WORK, root / _HOME
+def isolated(root: Path, env: Mapping[str, str] | None = None) -> Iterator[Path]:
+    """Work in ``root/work`` with ``HOME`` at ``root/home`` (and the variables ``env`` set);
+    yields the working directory."""
+    workdir = root / _WORK
     workdir.mkdir(parents=True, exist_ok=True)
-    home.mkdir(exist_ok=True)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(workdir)
-        patch.setenv("HOME", str(home))
+    (root / _HOME).mkdir(exist_ok=True)
+    with _inside(workdir, {**(env or {}), "HOME": str(root / _HOME)}):
         yield workdir
+
+
+@contextmanager
+def _inside(workdir: Path, env: Mapping[str, str]) -> Iterator[None]:
+    """Work in ``workdir`` with the variables ``env`` set; everything restored afterwards."""
+    cwd = os.getcwd()
+    saved = {name: os.environ.get(name) for name in env}
+    try:
+        os.environ.update(env)
+        os.chdir(workdir)
+        yield
+    finally:
+        os.chdir(cwd)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class TempDirs(Protocol):
@@ -53,6 +68,8 @@ class Sandbox:
     def __init__(self, factory: TempDirs) -> None:
         self._factory = factory
         self._root: Path | None = None
+        self._empty = False
+        """Whether the last run left ``work`` and ``home`` empty and nothing else in the root."""
         self.kept: Path | None = None
         """Where the last run's files went (see :meth:`run`)."""
 
@@ -68,28 +85,36 @@ class Sandbox:
         return self._root
 
     @contextmanager
-    def run(self, keep: Callable[[], Path]) -> Iterator[Path]:
+    def run(self, keep: Callable[[], Path], env: Mapping[str, str] | None = None) -> Iterator[Path]:
         """Isolate one run, as :func:`isolated` does in :attr:`root`; yields its working directory.
 
         Afterwards :attr:`kept` is where the run's files went: the directory ``keep()`` gives,
         called only if the run left files; ``None`` if it left none.
         """
         root = self.root
+        workdir, home = root / _WORK, os.path.join(root, _HOME)
         self.kept = None
+        if not self._empty:  # else the last run left both, empty
+            os.makedirs(workdir, exist_ok=True)
+            os.makedirs(home, exist_ok=True)
+        self._empty = False
         try:
-            with isolated(root) as workdir:
+            with _inside(workdir, {**(env or {}), "HOME": home}):
                 yield workdir
         finally:
-            left = [e for e in os.listdir(root) if e not in (_WORK, _HOME) or _filled(root / e)]
+            entries = os.listdir(root)
+            left = [e for e in entries if e not in (_WORK, _HOME) or _filled(root, e)]
             if left:
                 self.kept = keep()
                 self.kept.mkdir(parents=True, exist_ok=True)
                 for entry in left:
                     os.rename(root / entry, self.kept / entry)
+            else:
+                self._empty = len(entries) == 2
 
 
-def _filled(folder: Path) -> bool:
+def _filled(root: Path, name: str) -> bool:
     try:
-        return bool(os.listdir(folder))
+        return bool(os.listdir(os.path.join(root, name)))
     except NotADirectoryError:  # the run replaced the directory with a file
         return True

@@ -1,14 +1,16 @@
 """Why a request did not match, and the messages :class:`~pytest_loom.llm.MockLLM` fails with.
 
-Matching and explaining share :func:`mismatches`, so the reasons an error gives are exactly the
-checks that failed. Everything else here only formats text.
+Matching and explaining share :func:`_failures`, the checks themselves: :func:`matches` stops at
+the first that fails and formats nothing (it runs for every scripted entry a request is tried
+against), :func:`mismatches` words each one that failed. So the reasons an error gives are
+exactly the checks that failed. Everything else here only formats text.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from .script import LLMErrorKind, Match, Rule, Turn
@@ -20,28 +22,50 @@ _MESSAGE_LIMIT = 200
 _NEAREST_RULES = 3
 
 
+def matches(match: Match | None, model: str | None, request: Request, last: str) -> bool:
+    """Whether ``request``, whose last user message is ``last``, passes ``match`` and the turn's
+    own ``model``."""
+    return next(_failures(match, model, request, last), None) is None
+
+
 def mismatches(match: Match | None, model: str | None, request: Request) -> list[str]:
     """Why ``request`` fails ``match`` and the turn's own ``model``: empty means it matches."""
-    reasons: list[str] = []
-    wanted_models = dict.fromkeys(
-        m for m in (model, match.model if match else None) if m is not None
-    )
-    for wanted in wanted_models:
-        if wanted != request.model:
-            reasons.append(f"model {wanted!r} wanted, request is for {request.model!r}")
-    if match is None:
-        return reasons
     last = request.last_user_message
     where = "last user message" if _has_user_message(request) else "last user message (none sent)"
-    if match.contains is not None and match.contains not in last:
-        hint = " (it is, ignoring case)" if match.contains.lower() in last.lower() else ""
-        reasons.append(f"contains {match.contains!r} not in {where}{hint}")
-    if match.regex is not None and re.search(match.regex, last) is None:
-        reasons.append(f"regex {match.regex!r} finds nothing in {where}")
-    missing = [t for t in match.tools if t not in request.tools]
-    if missing:
-        reasons.append(f"tool{'s' * (len(missing) > 1)} {', '.join(missing)} not offered")
+    reasons: list[str] = []
+    for check, wanted in _failures(match, model, request, last):
+        first = wanted[0]
+        if check == "model":
+            reasons.append(f"model {first!r} wanted, request is for {request.model!r}")
+        elif check == "contains":
+            hint = " (it is, ignoring case)" if first.lower() in last.lower() else ""
+            reasons.append(f"contains {first!r} not in {where}{hint}")
+        elif check == "regex":
+            reasons.append(f"regex {first!r} finds nothing in {where}")
+        else:
+            reasons.append(f"tool{'s' * (len(wanted) > 1)} {', '.join(wanted)} not offered")
     return reasons
+
+
+def _failures(
+    match: Match | None, model: str | None, request: Request, last: str
+) -> Iterator[tuple[str, tuple[str, ...]]]:
+    """Each check ``request`` fails, lazily: ``(check, what it wanted)``, where what a ``tools``
+    check wanted is the tools not offered."""
+    if model is not None and model != request.model:
+        yield "model", (model,)
+    if match is None:
+        return
+    if match.model is not None and match.model != model and match.model != request.model:
+        yield "model", (match.model,)
+    if match.contains is not None and match.contains not in last:
+        yield "contains", (match.contains,)
+    if match.regex is not None and re.search(match.regex, last) is None:
+        yield "regex", (match.regex,)
+    if match.tools:
+        missing = tuple(t for t in match.tools if t not in request.tools)
+        if missing:
+            yield "tools", missing
 
 
 def similarity(match: Match, text: str) -> float:

@@ -12,8 +12,9 @@ own. ``tests/test_plainyaml.py`` checks this on thousands of generated and mangl
 
 The subset, all else declined:
 
-* printable text with ``\\n`` line breaks (no tabs, ``\\r``, BOM or Unicode line breaks), no line
-  starting with ``---``, ``...`` or ``%``; one document, a block mapping;
+* printable text with ``\\n`` line breaks (no tabs, ``\\r``, BOM or Unicode line breaks); one
+  document, a block mapping (a line starting with ``---``, ``...`` or ``%`` is neither a key, an
+  entry nor a comment, so it is declined);
 * simple keys: a word of ``A-Za-z0-9_.+/-`` or a one-line quoted string, then ``:``;
 * block mappings, block sequences (also unindented under a key), ``- key: value`` items;
 * on a key's line: a plain scalar that ends on that line, a one-line quoted scalar (escapes of
@@ -25,6 +26,8 @@ The subset, all else declined:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import TypeAlias
 
 import yaml
 from yaml.error import Mark
@@ -41,31 +44,28 @@ _MAX_KEY = 1000  # PyYAML looks no further than 1024 characters back for a simpl
 
 _UNUSUAL = re.compile(  # control characters, tabs, CR, NEL, LS, PS, surrogates, BOM, non-characters
     "[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]"
-    r"|^(?:---|\.\.\.|%)",
-    re.MULTILINE,
 )
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F)) + b"\n"
+_Resolvers: TypeAlias = list[tuple[str, re.Pattern[str]]]
 _ESCAPES = yaml.scanner.Scanner.ESCAPE_REPLACEMENTS
 _DOUBLE = r'"(?:[^"\\]|\\[0abtnvfre /\\"N_LP])*+"'
 _SINGLE = r"'(?:[^']|'')*+'"
 _KEY = re.compile(rf"([A-Za-z0-9_][A-Za-z0-9_.+/-]*|{_DOUBLE}|{_SINGLE}):(?: +|$)")
 _ESCAPE = re.compile(r"\\(.)")
 _QUOTED = re.compile(rf"{_DOUBLE}|{_SINGLE}")
-_FLOW_PLAIN = re.compile(
+_FLOW_PLAIN = (  # a plain scalar in a flow collection
     r"-?[^\s\-?:,\[\]{}#&*!|>'\"%@`]"
     r"(?:[^\s,\[\]{}#:?'\"]|:(?=[^\s,\[\]{}]))*"
     r"(?: +(?:[^\s,\[\]{}#:?'\"]|:(?=[^\s,\[\]{}]))+)*"
 )
+_FLOW_SCALAR = rf"(?>{_DOUBLE}|{_SINGLE}|{_FLOW_PLAIN})"
+_FLOW_ITEM = re.compile(  # [key: ] then a scalar and the "," "]" or "}" after it, or "[" or "{"
+    rf" *(?:({_FLOW_SCALAR}): +)?(?:({_FLOW_SCALAR}) *([,\]}}])|([\[{{]))"
+)
+_FLOW_NEXT = re.compile(r" *([,\]}])")
 _BLOCK_START = re.compile(r"-?[^\s\-?:,\[\]{}#&*!|>'\"%@`]")
 _BLOCK_HEADER = re.compile(r"[>|](?: +#.*| *)")
 _LINE_END = re.compile(r" +#.*| *")
-
-_RESOLVER = yaml.SafeLoader("")  # holds no document: only its resolver is used
-
-
-def _plain_tag(value: str) -> str:
-    """The tag ``yaml.SafeLoader`` gives a plain scalar: ``str``, ``int``, ``null``, ..."""
-    tag: str = _RESOLVER.resolve(ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
-    return tag
 
 
 class _Decline(Exception):
@@ -74,10 +74,16 @@ class _Decline(Exception):
 
 def compose_plain(text: str) -> Node | None:
     """The node tree of ``text`` if it is in the plain subset, else ``None``."""
-    if _UNUSUAL.search(text) or yaml.SafeLoader.yaml_path_resolvers:
+    if text.isascii():  # the usual case, checked without a regular expression
+        unusual = bool(text.encode("ascii").translate(None, _PRINTABLE_ASCII))
+    else:
+        unusual = _UNUSUAL.search(text) is not None
+    loader = yaml.SafeLoader  # read now: a program may add resolvers to it at any time
+    resolvers: dict[str | None, _Resolvers] = loader.yaml_implicit_resolvers
+    if unusual or loader.yaml_path_resolvers or None in resolvers:
         return None
     try:
-        return _Composer(text).document()
+        return _Composer(text, resolvers).document()
     except _Decline:
         return None
 
@@ -94,7 +100,8 @@ def _is_entry(line: str, col: int) -> bool:
 
 
 class _Composer:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, resolvers: Mapping[str | None, _Resolvers]) -> None:
+        self.resolvers = resolvers  # first character -> the (tag, pattern) pairs to try, in order
         self.lines = text.split("\n")
         self.starts = [0]
         for line in self.lines:
@@ -215,13 +222,20 @@ class _Composer:
 
     def _scalar(self, i: int, col: int, token: str) -> ScalarNode:
         """A plain or quoted scalar token (quotes included) starting at ``col`` of line ``i``."""
-        mark = self._mark(i, col)
-        if token.startswith('"'):
-            value = _ESCAPE.sub(lambda escape: _ESCAPES[escape[1]], token[1:-1])
+        index = self.starts[i] + col
+        mark = Mark(_NAME, index, i, col, self.buffer, index)
+        first = token[:1]
+        if first == '"':
+            value = token[1:-1]
+            if "\\" in value:
+                value = _ESCAPE.sub(lambda escape: _ESCAPES[escape[1]], value)
             return ScalarNode(_STR, value, mark, None, '"')
-        if token.startswith("'"):
+        if first == "'":
             return ScalarNode(_STR, token[1:-1].replace("''", "'"), mark, None, "'")
-        return ScalarNode(_plain_tag(token), token, mark)
+        for tag, pattern in self.resolvers.get(first, ()):  # as SafeLoader resolves a plain one
+            if pattern.match(token):
+                return ScalarNode(tag, token, mark)
+        return ScalarNode(_STR, token, mark)
 
     def _block_scalar(self, i: int, line: str, at: int, parent: int) -> ScalarNode:
         """A ``>`` or ``|`` scalar with clip chomping, its lines all indented alike."""
@@ -259,45 +273,44 @@ class _Composer:
     # --- flow collections -----------------------------------------------------------------
 
     def _flow(self, i: int, line: str, at: int, depth: int) -> tuple[Node, int]:
-        """The flow collection or scalar at ``line[at]``, and where it ends; all on one line."""
+        """The flow collection opening at ``line[at]``, and where it ends; all on one line."""
         if depth > _MAX_DEPTH:
             raise _Decline
-        first = line[at : at + 1]
-        if first in ("{", "["):
-            return self._flow_collection(i, line, at, depth)
-        token = (_QUOTED if first in ('"', "'") else _FLOW_PLAIN).match(line, at)
-        if token is None:
-            raise _Decline
-        return self._scalar(i, at, token.group()), token.end()
-
-    def _flow_collection(self, i: int, line: str, at: int, depth: int) -> tuple[Node, int]:
-        mark = self._mark(i, at)
-        is_map = line[at] == "{"
+        index = self.starts[i] + at
+        mark = Mark(_NAME, index, i, at, self.buffer, index)
         node: MappingNode | SequenceNode
-        if is_map:
-            node = MappingNode(_MAP, [], mark, None, flow_style=True)
+        if line[at] == "{":
+            node, close = MappingNode(_MAP, [], mark, None, flow_style=True), "}"
         else:
-            node = SequenceNode(_SEQ, [], mark, None, flow_style=True)
-        close = "}" if is_map else "]"
-        at = _after_spaces(line, at + 1)
-        if line.startswith(close, at):
-            return node, at + 1
-        while True:
-            start = at
-            item, at = self._flow(i, line, at, depth + 1)
-            if is_map:
-                simple = isinstance(item, ScalarNode) and at - start <= _MAX_KEY
-                if not simple or not line.startswith(": ", at):
-                    raise _Decline
-                value, at = self._flow(i, line, _after_spaces(line, at + 1), depth + 1)
-                node.value.append((item, value))
-            else:
-                node.value.append(item)
-            at = _after_spaces(line, at)
-            if line.startswith(close, at):
-                return node, at + 1
-            if not line.startswith(",", at):
+            node, close = SequenceNode(_SEQ, [], mark, None, flow_style=True), "]"
+        found = _FLOW_NEXT.match(line, at + 1)
+        if found is not None:  # empty, or a comma first
+            if found[1] != close:
                 raise _Decline
-            at = _after_spaces(line, at + 1)
-            if line.startswith(close, at):
-                raise _Decline  # a trailing comma
+            return node, found.end()
+        items: list[object] = node.value
+        at += 1
+        while True:
+            found = _FLOW_ITEM.match(line, at)
+            if found is None or (found[1] is None) == (close == "}"):
+                raise _Decline  # nothing readable, a trailing comma, a key missing or out of place
+            value: Node
+            if found[4]:  # a collection inside
+                value, at = self._flow(i, line, found.start(4), depth + 1)
+                found_next = _FLOW_NEXT.match(line, at)
+                if found_next is None:
+                    raise _Decline
+                after, at = found_next[1], found_next.end()
+            else:
+                value = self._scalar(i, found.start(2), found[2])
+                after, at = found[3], found.end()
+            if found[1]:
+                if found.end(1) - found.start(1) > _MAX_KEY:
+                    raise _Decline
+                items.append((self._scalar(i, found.start(1), found[1]), value))
+            else:
+                items.append(value)
+            if after != ",":
+                if after != close:
+                    raise _Decline
+                return node, at

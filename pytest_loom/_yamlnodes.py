@@ -41,6 +41,8 @@ _KIND_NAMES = {
     "timestamp": "timestamp",
 }
 _SCALAR_KINDS = ("str", "null", "bool", "int", "float", "timestamp")
+_STANDARD_KINDS = {_TAG + name: name for name in (*_KIND_NAMES, "merge", "value", "yaml")}
+_STR_TAG = _TAG + "str"
 _MAX_SHOWN = 40
 
 
@@ -81,6 +83,9 @@ def item(key: str, index: int) -> str:
 
 def kind(node: Node) -> str:
     """``str``, ``int``, ``map``, ``seq``, ... for standard tags; the tag itself otherwise."""
+    standard = _STANDARD_KINDS.get(node.tag)
+    if standard is not None:
+        return standard
     tag = str(node.tag)
     return tag[len(_TAG) :] if tag.startswith(_TAG) else tag
 
@@ -164,25 +169,31 @@ def index_tree(node: Node, key: str, lines: dict[str, int]) -> None:
 
 
 def _index(node: Node, key: str, lines: dict[str, int], ancestors: set[int]) -> None:
+    """Index the collection ``node``; ``ancestors`` holds the ids of the collections around it."""
     if id(node) in ancestors:
         raise NodeError(line_of(node), key, "an alias refers to a value that contains it")
-    ancestors = ancestors | {id(node)}
+    ancestors.add(id(node))
     if isinstance(node, MappingNode):
         seen: dict[tuple[str, str], int] = {}
+        prefix = f"{key}." if key else ""
         for key_node, value_node in node.value:
-            name = _key_text(key_node, key)
-            path = child(key, name)
-            ident = (str(key_node.tag), name)
+            text = key_node.tag == _STR_TAG and isinstance(key_node, ScalarNode)  # the usual key
+            name = key_node.value if text else _key_text(key_node, key)
+            path = prefix + name
+            ident = (key_node.tag, name)
             if ident in seen:
                 hint = f"it is already set on line {seen[ident]}; keep one"
                 raise NodeError(line_of(key_node), path, f"duplicate key {name!r}", hint=hint)
-            seen[ident] = lines[path] = line_of(key_node)
-            _index(value_node, path, lines, ancestors)
+            seen[ident] = lines[path] = key_node.start_mark.line + 1
+            if not isinstance(value_node, ScalarNode):
+                _index(value_node, path, lines, ancestors)
     elif isinstance(node, SequenceNode):
         for index, sub in enumerate(node.value):
-            path = item(key, index)
-            lines[path] = line_of(sub)
-            _index(sub, path, lines, ancestors)
+            path = f"{key}[{index}]"
+            lines[path] = sub.start_mark.line + 1
+            if not isinstance(sub, ScalarNode):
+                _index(sub, path, lines, ancestors)
+    ancestors.remove(id(node))
 
 
 def _key_text(key_node: Node, key: str) -> str:
@@ -207,20 +218,21 @@ class Fields:
     def __init__(self, key: str, values: dict[str, Node]) -> None:
         self.key = key
         self.values = values
+        self._prefix = f"{key}." if key else ""
 
     def path(self, name: str) -> str:
-        return child(self.key, name)
+        return self._prefix + name
 
     def opt(self, name: str, parse: Parser[T]) -> T | None:
         node = self.values.get(name)
-        return None if node is None else parse(node, self.path(name))
+        return None if node is None else parse(node, self._prefix + name)
 
     def get(self, name: str, parse: Parser[T], default: D) -> T | D:
         node = self.values.get(name)
-        return default if node is None else parse(node, self.path(name))
+        return default if node is None else parse(node, self._prefix + name)
 
     def require(self, name: str, parse: Parser[T]) -> T:
-        return parse(self.values[name], self.path(name))
+        return parse(self.values[name], self._prefix + name)
 
 
 def mapping(
@@ -242,7 +254,8 @@ def mapping(
         raise type_error(node, key, "a mapping", type_hint)
     values: dict[str, Node] = {}
     for key_node, value_node in node.value:
-        name = _key_text(key_node, key)
+        text = key_node.tag == _STR_TAG and isinstance(key_node, ScalarNode)  # the usual key
+        name = key_node.value if text else _key_text(key_node, key)
         if name not in allowed:
             hint = (key_hints or {}).get(name) or did_you_mean(name, allowed)
             raise NodeError(
@@ -312,9 +325,15 @@ def scalar(node: Node, key: str) -> Any:
     """The Python value of a scalar with a standard tag (timestamps stay ``date``/``datetime``)."""
     if not isinstance(node, ScalarNode):
         raise type_error(node, key, "a single value")
-    if kind(node) == "str":
-        return str(node.value)
-    if kind(node) not in _SCALAR_KINDS:
+    tag = kind(node)
+    value = str(node.value)
+    if tag == "str":
+        return value
+    if tag == "int" and value.isdigit() and value.isascii() and (value[0] != "0" or value == "0"):
+        return int(value)  # a plain decimal, as SafeConstructor reads it
+    if tag == "null":
+        return None
+    if tag not in _SCALAR_KINDS:
         raise NodeError(
             line_of(node),
             key,
@@ -323,11 +342,16 @@ def scalar(node: Node, key: str) -> Any:
         )
     try:
         return SafeConstructor().construct_object(node)
+    except KeyError:  # a `!!bool` tag on a word that is not a boolean
+        words = ", ".join(SafeConstructor.bool_values)
+        problem = f"cannot read {value!r} as boolean: not one of {words}"
+        raise NodeError(line_of(node), key, problem) from None
+    except AttributeError:  # a `!!timestamp` tag on text that is not a date
+        problem = f"cannot read {value!r} as timestamp: not an ISO 8601 date or date-time"
+        raise NodeError(line_of(node), key, problem) from None
     except (YAMLError, ValueError, TypeError, OverflowError) as exc:
-        name = _KIND_NAMES[kind(node)]
-        raise NodeError(
-            line_of(node), key, f"cannot read {node.value!r} as {name}: {exc}"
-        ) from None
+        problem = f"cannot read {value!r} as {_KIND_NAMES[tag]}: {exc}"
+        raise NodeError(line_of(node), key, problem) from None
 
 
 def timestamp(node: Node, key: str) -> datetime:

@@ -28,9 +28,6 @@ from .store import CheckpointError
 if TYPE_CHECKING:
     from .replay import Replay
 
-RECORD_KEY = pytest.StashKey[RunRecord]()
-"""Where a scenario item keeps its run record for later reporting."""
-
 _SANDBOX_KEY = pytest.StashKey[Sandbox]()
 
 _CLEAN_ERRORS = (
@@ -84,16 +81,14 @@ def _relative(message: str, config: pytest.Config) -> str:
 
 
 def _scenario_test(scenario: Scenario) -> Any:
-    def run(
-        request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, snapshot: Any
-    ) -> None:
+    def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> None:
         from .gate import gate_problems, trials
         from .recordmode import record_mode
-        from .snapshot import RunRecordExtension, masking, serialize_record
+        from .snapshot import masking, record_assertion, serialize_record
         from .trials import run_trials, trial_problems
 
         mode = record_mode(request.config)
-        assertion = snapshot.use_extension(RunRecordExtension) if scenario.snapshot else None
+        assertion = record_assertion(request.node) if scenario.snapshot else None
         replay = _replay(request.config, scenario, assertion)
         runs, tmp_path, kept = run_trials(
             scenario,
@@ -104,7 +99,6 @@ def _scenario_test(scenario: Scenario) -> Any:
             replay=replay,
         )
         result = runs[0]
-        request.node.stash[RECORD_KEY] = result.record
         saved = request.config.stash.get(SESSION_KEY, None)
         if saved is not None:
             saved.save(_run_id(request.node, scenario), scenario.path, kept, result.record)

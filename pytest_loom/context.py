@@ -125,7 +125,7 @@ class StepContext:
     def _update_cost(self) -> None:
         # Always the same sum in the same order (extra cost first, then the calls), so the
         # figure does not depend on when add_cost was called.
-        self._cost_usd = sum_usd(self._extra_usd, *(c.cost_usd for c in self.llm_calls))
+        self._cost_usd = sum_usd(self._extra_usd, *[c.cost_usd for c in self.llm_calls])
 
     def tool(self, name: str, fn: Callable[..., Any], /, **args: Any) -> Any:
         """Run ``fn(**args)`` as the tool ``name`` and record the call (and its failure).
@@ -148,7 +148,10 @@ class StepContext:
 
     def check_budget(self) -> None:
         """Raise :class:`BudgetStop` if a limit is already reached (called before each LLM call)."""
-        limit = self.spent.exhausted(self.budget)
+        budget = self.budget
+        if budget.usd is None and budget.tokens is None and budget.wall_clock is None:
+            return  # the step already counts against iterations: nothing else to run out of
+        limit = self.spent.exhausted(budget)
         if limit is not None and limit is not BudgetLimit.ITERATIONS:
             raise BudgetStop(limit)
 

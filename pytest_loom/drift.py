@@ -12,7 +12,6 @@ entries, each already classified against the tolerances (``regression``, ``impro
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -110,6 +109,8 @@ class Measure:
     @property
     def stop(self) -> str:
         """The most frequent stop label (ties: the first in alphabetical order)."""
+        if len(self.stops) == 1:  # a single run, or trials that all stopped alike
+            return next(iter(self.stops))
         return min(self.stops, key=lambda label: (-self.stops[label], label))
 
     @property
@@ -166,16 +167,25 @@ class Measure:
                 f"{where}.stops: expected stop labels counting runs, such as "
                 f'{{"completed": 1}}, got {stops!r}'
             )
-        numbers = {}
         for name in NUMERIC_FIELDS:
             value = _field(data, name, (int, float), where)
             if isinstance(value, bool) or value < 0:
                 raise SummaryFormatError(f"{where}.{name}: expected a number >= 0, got {value!r}")
-            numbers[name] = value
-        tools = _field(data, "tools", list, where)
-        series = _field(data, "series", list, where)
+        _field(data, "tools", list, where)
+        _field(data, "series", list, where)
         try:
-            points = tuple(
+            return cls.unchecked(data)
+        except (TypeError, KeyError) as exc:
+            raise SummaryFormatError(f"{where}.series: malformed step: {exc}") from None
+
+    @classmethod
+    def unchecked(cls, data: Mapping[str, Any]) -> Measure:
+        """The ``to_dict`` form this package wrote (an xdist worker's), read back without the
+        checks of :meth:`from_dict`."""
+        return cls(
+            stops=dict(data["stops"]),
+            tools=tuple(str(t) for t in data["tools"]),
+            series=tuple(
                 StepPoint(
                     **{
                         **point,
@@ -183,15 +193,9 @@ class Measure:
                         "events": tuple(point["events"]),
                     }
                 )
-                for point in series
-            )
-        except (TypeError, KeyError) as exc:
-            raise SummaryFormatError(f"{where}.series: malformed step: {exc}") from None
-        return cls(
-            stops=dict(stops),
-            tools=tuple(str(t) for t in tools),
-            series=points,
-            **numbers,
+                for point in data["series"]
+            ),
+            **{name: data[name] for name in NUMERIC_FIELDS},
         )
 
 
@@ -233,56 +237,76 @@ class Change:
         return round((float(self.after) - float(self.before)) / float(self.before) * 100, 1)
 
 
-def measure(records: Sequence[RunRecord], contents: Sequence[str]) -> Measure:
-    """The measure of one scenario's trials; ``contents`` are their masked snapshot texts."""
-    first = records[0]
-    steps = orjson.loads(contents[0])["steps"]
+def measure(records: Sequence[RunRecord], series: tuple[StepPoint, ...] = ()) -> Measure:
+    """The measure of one scenario's trials.
+
+    ``series`` is the first trial's per-step detail (:func:`step_series`); its tool sequence
+    is read from it. It is left empty when neither a comparison nor a report needs it: a run
+    that matches its snapshot is judged by the totals alone.
+    """
     n = len(records)
-
-    def mean(name: str) -> float:
-        values = [getattr(r.totals, name) for r in records]
-        return _num(round(sum(values) / n, 12 if name == "cost_usd" else 6))
-
+    stops: dict[str, int] = {}
+    for record in records:
+        label = record.stop.label
+        stops[label] = stops.get(label, 0) + 1
+    totals = [record.totals for record in records]
     return Measure(
-        stops=dict(sorted(Counter(r.stop.label for r in records).items())),
-        tools=tuple(call.name for step in first.steps for call in step.tool_calls),
-        series=tuple(
-            StepPoint(
-                index=s.index,
-                start_s=s.start_s,
-                duration_s=s.duration_s,
-                cost_usd=s.cost_usd,
-                cumulative_cost_usd=s.cumulative_cost_usd,
-                tokens=s.input_tokens + s.output_tokens,
-                llm_calls=len(s.llm_calls),
-                score=s.score,
-                tools=tuple(call.name for call in s.tool_calls),
-                error=s.error,
-                events=tuple(str(e) for e in s.events),
-                content=_step_digest(raw),
+        stops=dict(sorted(stops.items())),
+        tools=tuple(name for point in series for name in point.tools),
+        series=series,
+        **{
+            name: _num(
+                round(sum(getattr(t, name) for t in totals) / n, 12 if name == "cost_usd" else 6)
             )
-            for s, raw in zip(first.steps, steps, strict=True)
-        ),
-        **{name: mean(name) for name in NUMERIC_FIELDS},
+            for name in NUMERIC_FIELDS
+        },
     )
 
 
-def _step_digest(step: Any) -> str:
+def step_series(record: RunRecord, text: str) -> tuple[StepPoint, ...]:
+    """Each step of ``record`` as the reports plot it; ``text`` is the record's (masked)
+    snapshot text, whose steps the content digests are taken from."""
+    return tuple(
+        StepPoint(
+            index=s.index,
+            start_s=s.start_s,
+            duration_s=s.duration_s,
+            cost_usd=s.cost_usd,
+            cumulative_cost_usd=s.cumulative_cost_usd,
+            tokens=s.input_tokens + s.output_tokens,
+            llm_calls=len(s.llm_calls),
+            score=s.score,
+            tools=tuple(call.name for call in s.tool_calls),
+            error=s.error,
+            events=tuple(str(e) for e in s.events),
+            content=_step_digest(raw),
+        )
+        for s, raw in zip(record.steps, orjson.loads(text)["steps"], strict=True)
+    )
+
+
+def _step_digest(step: dict[str, Any]) -> str:
     """A digest of what a step did, leaving out what it measured (tokens, cost, times).
 
     Two steps whose prompts, replies, tool calls, score and state are the same have the same
     digest even when their costs differ; the gate judges those through tolerances.
     """
-
-    def strip(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in _MEASURED_KEYS}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
-
-    data = strip(step)
+    data = _strip(step)
     return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+_NESTED = (dict, list)
+
+
+def _strip(value: Any) -> Any:
+    """JSON data without the measured keys, at any depth (recursing into containers only)."""
+    if type(value) is dict:
+        return {
+            k: _strip(v) if type(v) in _NESTED else v
+            for k, v in value.items()
+            if k not in _MEASURED_KEYS
+        }
+    return [_strip(v) if type(v) in _NESTED else v for v in value]
 
 
 def compare(

@@ -2,27 +2,30 @@
 
 Each scenario item measures its run (or its trials), compares it with its baseline (the
 committed snapshot, or ``--loom-baseline``'s summary), has the policy judge each change and
-keeps the result as an :class:`~pytest_loom.summary.Entry`. The entry rides on the item's
-report (so xdist workers hand it to the controller), and its headline numbers go into
-``user_properties`` (so ``--junitxml`` writes them). The controller alone builds the
-:class:`~pytest_loom.summary.Summary`, prints the terminal section, writes the reports and sets
-the exit status. This module is loaded with the plugin, so it imports nothing heavy at the top.
+keeps the result as an :class:`~pytest_loom.summary.Entry`, with the per-step series only
+when a report will plot it. An xdist worker sends each entry to the controller on the item's
+report, and its headline numbers go into ``user_properties`` (so ``--junitxml`` writes them).
+The controller alone builds the :class:`~pytest_loom.summary.Summary`, prints the terminal
+section, writes the reports and sets the exit status. This module is loaded with the plugin,
+so it imports nothing heavy at the top, and its configuration imports the policy and summary
+modules only when a key, file or option needs them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
-    from .drift import Measure
+    from .drift import Measure, StepPoint
     from .policy import Policy
+    from .record import RunRecord
     from .runner import ScenarioRun
-    from .summary import Entry, Summary
+    from .summary import Entry, Judged, Summary
 
 MODES = ("fail", "warn", "off")
 
@@ -30,7 +33,8 @@ MODES = ("fail", "warn", "off")
 @dataclass(frozen=True, slots=True)
 class _Settings:
     mode: str
-    policy: Policy
+    policy: Policy | None
+    """``None`` when no ini key or file sets one: the default policy, loaded only on drift."""
     baselines: dict[str, Measure] | None
     trials: int
     report: Path | None
@@ -123,11 +127,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _settings(config: pytest.Config) -> _Settings:
-    """The gate's settings, validated: a bad value is a usage error naming the option or key."""
-    from .drift import SummaryFormatError
-    from .policy import PolicyError, load_policy
-    from .summary import load_summary
+    """The gate's settings, validated: a bad value is a usage error naming the option or key.
 
+    The policy and summary modules are imported only when a key, file or option needs them.
+    """
     here = config.invocation_params.dir
     mode = config.getoption("loom_drift") or str(config.getini("loom_drift")).strip()
     if mode not in MODES:
@@ -154,13 +157,23 @@ def _settings(config: pytest.Config) -> _Settings:
             "loom_trials_threshold",
         )
     }
-    try:
-        policy = load_policy(ini, policy_path)
-        baselines = None
-        if config.getoption("loom_baseline"):
+    policy = None
+    if policy_path is not None or any(ini.values()):
+        from .policy import PolicyError, load_policy
+
+        try:
+            policy = load_policy(ini, policy_path)
+        except PolicyError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    baselines = None
+    if config.getoption("loom_baseline"):
+        from .drift import SummaryFormatError
+        from .summary import load_summary
+
+        try:
             baselines = load_summary(here / config.getoption("loom_baseline")).baselines()
-    except (PolicyError, SummaryFormatError) as exc:
-        raise pytest.UsageError(str(exc)) from None
+        except SummaryFormatError as exc:
+            raise pytest.UsageError(str(exc)) from None
     report = config.getoption("loom_report")
     if report and (here / report).exists() and not (here / report).is_dir():
         raise pytest.UsageError(
@@ -195,69 +208,107 @@ def gate_problems(
     one), ``mismatch`` the snapshot-mismatch problem. With the gate on and the snapshot as the
     baseline, a mismatch fails the item only when the policy does not allow the drift.
     """
-    from .drift import Change, compare, measure
-    from .policy import Rules
-    from .record import RecordError, RunRecord
-    from .snapshot import masking, serialize_record
-    from .summary import Entry, Judged
+    from .drift import measure, step_series
+    from .summary import Entry
 
     settings = item.config.stash[_SETTINGS]
-    scenario = item.scenario  # type: ignore[attr-defined]
+    record = runs[0].record
+    judging = settings.mode != "off"
+    # The tool sequence and the per-step series: for a report, and to compare with a baseline
+    # that differs. A run that matches its snapshot is judged on its totals alone.
+    detail = settings.report is not None
     execution = None
     if compared is not None and compared.executions:
         execution = compared.executions[compared.num_executions - 1]
-    # The first trial's snapshot text is what the snapshot assertion serialised.
-    asserted = None if execution is None else execution.asserted_data
-    with masking(tmp_path, item.config.rootpath):
-        texts = [
-            asserted if k == 0 and isinstance(asserted, str) else serialize_record(run.record)
-            for k, run in enumerate(runs)
-        ]
-    now = measure([run.record for run in runs], texts)
+    # The first trial's snapshot text: what the snapshot assertion serialised (masked).
+    text = None if execution is None else execution.asserted_data
+    if execution is not None and not isinstance(text, str):
+        text = _masked_text(item, record, tmp_path)
     baseline: Measure | None = None
     source: str | None = None
+    same = False  # the first trial is its snapshot: its baseline is itself
     if settings.baselines is not None:
         source, baseline = "summary", settings.baselines.get(item.nodeid)
+        detail = detail or (judging and baseline is not None)
     elif execution is not None and execution.recalled_data is not None:
         recalled = execution.recalled_data
         source = "snapshot"
-        if recalled == texts[0]:  # the first trial is its snapshot: measured already
-            baseline = now if len(runs) == 1 else measure([runs[0].record], texts[:1])
-        else:
+        same = recalled == text
+        if not same:
+            from .record import RecordError, RunRecord
+
+            detail = detail or judging
             try:
-                baseline = measure([RunRecord.from_json(recalled)], [recalled])
+                was = RunRecord.from_json(recalled)
             except RecordError:
                 source = None  # the snapshot mismatch says the stored snapshot cannot be read
-    rules: Rules = settings.policy.for_scenario(item.nodeid, scenario.id)
-    changes: tuple[Change, ...] = ()
-    if source is not None and settings.mode != "off":
-        changes = compare(baseline, now, tolerance=rules.tolerance, threshold=rules.threshold)
-        if source == "snapshot" and mismatch and not changes:
-            # Only a per-step measurement moved, the totals did not: still a change of content.
-            changes = (Change("content", "", "", "changed"),)
+            else:
+                baseline = measure([was], step_series(was, recalled) if detail else ())
+    series: tuple[StepPoint, ...] = ()
+    if detail:
+        series = step_series(record, text or _masked_text(item, record, tmp_path))
+    now = measure([run.record for run in runs], series)
+    if same:
+        baseline = now if len(runs) == 1 else measure([record], series)
+    judged = _judge(item, settings, baseline, now, source, mismatch) if judging else ()
+    if detail and settings.report is None:  # kept to the session's end: only what it shows
+        now = replace(now, tools=(), series=())
+        baseline = None if baseline is None else replace(baseline, tools=(), series=())
+    entry = Entry(
+        nodeid=item.nodeid,
+        scenario=item.scenario.id,  # type: ignore[attr-defined]
+        runtime=record.runtime.name,
+        now=now,
+        baseline=baseline,
+        source=source,
+        changes=judged,
+    )
+    item.stash[_ENTRY] = entry
+    item.user_properties.extend(_properties(entry))
+    failing = settings.mode == "fail" and entry.action == "fail"
+    problems = [_drift_problem(entry)] if failing else []
+    takes_over = judging and source == "snapshot"
+    if mismatch and (failing or not takes_over):
+        problems.append(mismatch)
+    return problems
+
+
+def _masked_text(item: pytest.Item, record: RunRecord, tmp_path: Path) -> str:
+    """The record's snapshot text, for a run that was not compared with a snapshot."""
+    from .snapshot import masking, serialize_record
+
+    with masking(tmp_path, item.config.rootpath):
+        return serialize_record(record)
+
+
+def _judge(
+    item: pytest.Item,
+    settings: _Settings,
+    baseline: Measure | None,
+    now: Measure,
+    source: str | None,
+    mismatch: str | None,
+) -> tuple[Judged, ...]:
+    """The changes from ``baseline`` to ``now``, each with the policy's verdict."""
+    if source is None or baseline is now:  # no baseline, or the run is its snapshot
+        return ()
+    from .drift import Change, compare
+    from .policy import Policy
+    from .summary import Judged
+
+    policy = settings.policy or Policy()
+    rules = policy.for_scenario(item.nodeid, item.scenario.id)  # type: ignore[attr-defined]
+    changes = compare(baseline, now, tolerance=rules.tolerance, threshold=rules.threshold)
+    if source == "snapshot" and mismatch and not changes:
+        # Only a per-step measurement moved, the totals did not: still a change of content.
+        changes = (Change("content", "", "", "changed"),)
     judged = []
     for change in changes:
         action, reason = rules.judge(change)
         if action == "fail" and settings.updating and source == "snapshot":
             action, reason = "warn", f"{reason}; accepted by --snapshot-update"
         judged.append(Judged(change, action, reason))
-    entry = Entry(
-        nodeid=item.nodeid,
-        scenario=scenario.id,
-        runtime=runs[0].record.runtime.name,
-        now=now,
-        baseline=baseline,
-        source=source,
-        changes=tuple(judged),
-    )
-    item.stash[_ENTRY] = entry
-    item.user_properties.extend(_properties(entry))
-    failing = settings.mode == "fail" and entry.action == "fail"
-    problems = [_drift_problem(entry)] if failing else []
-    takes_over = settings.mode != "off" and source == "snapshot"
-    if mismatch and (failing or not takes_over):
-        problems.append(mismatch)
-    return problems
+    return tuple(judged)
 
 
 def _drift_problem(entry: Entry) -> str:
@@ -274,52 +325,68 @@ def _drift_problem(entry: Entry) -> str:
     return "\n".join(lines)
 
 
-def _properties(entry: Entry) -> Iterator[tuple[str, object]]:
+def _properties(entry: Entry) -> list[tuple[str, object]]:
     now = entry.now
-    yield "loom_stop", now.distribution()
+    props: list[tuple[str, object]] = [("loom_stop", now.distribution())]
     if entry.baseline is not None:
-        yield "loom_baseline_stop", entry.baseline.distribution()
-    yield "loom_steps", now.steps
-    yield "loom_llm_calls", now.llm_calls
-    yield "loom_input_tokens", now.input_tokens
-    yield "loom_output_tokens", now.output_tokens
-    yield "loom_cost_usd", now.cost_usd
-    yield "loom_elapsed_s", now.elapsed_s
-    yield "loom_trials", now.trials
-    yield "loom_drift", entry.kind
-    yield "loom_drift_action", entry.action or "none"
+        props.append(("loom_baseline_stop", entry.baseline.distribution()))
+    props += [
+        ("loom_steps", now.steps),
+        ("loom_llm_calls", now.llm_calls),
+        ("loom_input_tokens", now.input_tokens),
+        ("loom_output_tokens", now.output_tokens),
+        ("loom_cost_usd", now.cost_usd),
+        ("loom_elapsed_s", now.elapsed_s),
+        ("loom_trials", now.trials),
+        ("loom_drift", entry.kind),
+        ("loom_drift_action", entry.action or "none"),
+    ]
+    return props
 
 
-_SAME = "now"
-"""An entry's baseline on its way from a worker when it is the same as its ``now``."""
-
-
-def _entry_text(entry: Entry, *, series: bool) -> str:
-    """The entry as it rides on its report: JSON text, which travels from an xdist worker as
-    one string and which the controller keeps as one string until the session's end. Without
-    ``series`` it leaves out the per-step points, which only the HTML report plots."""
+def _entry_text(entry: Entry) -> str:
+    """The entry as it rides on an xdist worker's report to the controller: one JSON text,
+    which the controller keeps as it is until the session's end. The node id is the
+    report's; a baseline that is the run itself (it matched its snapshot) is sent as 0."""
     import orjson
 
-    data = entry.to_dict()
-    if not series:
-        for side in ("now", "baseline"):
-            if data[side] is not None:
-                data[side]["series"] = []
-    if entry.baseline is entry.now:  # the run matched its snapshot: send it once
-        data["baseline"] = _SAME
-    return orjson.dumps(data).decode()
+    baseline = entry.baseline
+    return orjson.dumps(
+        [
+            entry.scenario,
+            entry.runtime,
+            entry.source,
+            entry.now.to_dict(),
+            0 if baseline is entry.now else None if baseline is None else baseline.to_dict(),
+            [judged.to_dict() for judged in entry.changes],
+        ]
+    ).decode()
 
 
-def _read_entry(text: str, nodeid: str) -> Entry:
-    """The entry :func:`_entry_text` wrote."""
+def _read_entries(entries: dict[str, Entry | str]) -> tuple[Entry, ...]:
+    """The entries, with those :func:`_entry_text` wrote (a worker's) read back."""
     import orjson
 
-    from .summary import Entry
+    from .drift import Measure
+    from .summary import Entry, Judged
 
-    data = orjson.loads(text)
-    if data.get("baseline") == _SAME:
-        data["baseline"] = data["now"]
-    return Entry.from_dict(data, nodeid)
+    def read(text: str, nodeid: str) -> Entry:
+        scenario, runtime, source, now, baseline, changes = orjson.loads(text)
+        measured = Measure.unchecked(now)
+        if baseline is not None:
+            baseline = measured if baseline == 0 else Measure.unchecked(baseline)
+        where = f"the report of {nodeid}"
+        return Entry(
+            nodeid=nodeid,
+            scenario=scenario,
+            runtime=runtime,
+            now=measured,
+            baseline=baseline,
+            source=source,
+            changes=tuple(Judged.from_dict(change, where) for change in changes),
+        )
+
+    return tuple(read(e, n) if isinstance(e, str) else e for n, e in entries.items())
 
 
 class _Session:
@@ -341,35 +408,34 @@ class _Session:
         report: Any = yield
         entry = item.stash.get(_ENTRY, None)
         if call.when == "call" and entry is not None:
-            report.loom_drift = _entry_text(entry, series=self.settings.report is not None)
             del item.stash[_ENTRY]
-            if self.controller:  # no need to read back what this process just wrote
+            if self.controller:  # serial: this process keeps its own entries
                 self.entries[item.nodeid] = entry
+            else:
+                report.loom_drift = _entry_text(entry)
         return report  # type: ignore[no-any-return]
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # An xdist worker's entry arrives on its report, as text.
         data = getattr(report, "loom_drift", None)
-        # A worker's entry arrives as text; this process's own is kept from makereport.
-        own = not isinstance(self.entries.get(report.nodeid, ""), str)
-        if self.controller and data is not None and not own:
+        if data is not None and self.controller:
             self.entries[report.nodeid] = data
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.controller or not self.entries:
             return
-        from .reports import write_reports
         from .summary import Summary
 
-        entries = tuple(
-            _read_entry(e, n) if isinstance(e, str) else e for n, e in self.entries.items()
-        )
+        entries = _read_entries(self.entries)
         ran = {e.nodeid for e in entries}
         only = () if self.settings.baselines is None else tuple(set(self.settings.baselines) - ran)
         self.summary = summary = Summary(self.settings.mode, entries, only)
         if summary.decision == "failed" and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if self.settings.report is not None:
+            from .reports import write_reports
+
             try:
                 write_reports(summary, self.settings.report)
             except OSError as exc:

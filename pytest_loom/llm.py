@@ -39,7 +39,8 @@ class Message:
         """
         if isinstance(value, Message):
             return value
-        if not isinstance(value, Mapping) or not isinstance(value.get("role"), str):
+        # dict first: it is what callers pass, and the Mapping check costs more.
+        if not isinstance(value, dict | Mapping) or not isinstance(value.get("role"), str):
             raise TypeError(f"a message must be a Message or a dict with a 'role', got {value!r}")
         content = value.get("content")
         if content is None:
@@ -68,7 +69,10 @@ class Request:
     @property
     def last_user_message(self) -> str:
         """The content of the last ``user`` message, ``""`` if there is none."""
-        return next((m.content for m in reversed(self.messages) if m.role == "user"), "")
+        for message in reversed(self.messages):
+            if message.role == "user":
+                return message.content
+        return ""
 
     @property
     def digest(self) -> str:
@@ -161,7 +165,7 @@ class PricingError(MockLLMError):
         self.model = model
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Choice:
     """The reply picked for a request, and where it came from (so it can be consumed)."""
 
@@ -372,14 +376,15 @@ class MockLLM:
         """Everything but the raising and the yielding, shared by the sync and async calls."""
         __tracebackhide__ = True
         request = Request(
-            model=model or self._model,
-            messages=_to_messages(messages),
-            tools=tuple(_tool_name(t) for t in tools),
-            max_tokens=max_tokens,
-            params=params,
+            model or self._model,
+            _to_messages(messages),
+            tuple(map(_tool_name, tools)) if tools else (),
+            max_tokens,
+            params,
         )
         self._requests.append(request)
         index = len(self._requests)
+        last = request.last_user_message
         try:
             replay = self._replay
             if replay is not None and replay.covers(self.step):
@@ -404,21 +409,25 @@ class MockLLM:
             self._uses_left[choice.rule_index] = None if left is None else left - 1
 
         latency = self._latency_s if turn.latency_s is None else turn.latency_s
-        if self._clock is not None:
+        if self._clock is not None and latency:
             self._clock.advance(latency)
-        failed = turn.error is not None
-        call = LLMCall(
-            model=request.model,
-            request_digest=request.digest,
-            input_tokens=0 if failed else turn.input_tokens,
-            output_tokens=0 if failed else turn.output_tokens,
-            cost_usd=cost,
-            latency_s=latency,
-            prompt=request.last_user_message,
-            text="" if failed else turn.text,
-            tool_calls=() if failed else turn.tool_calls,
-            error=None if turn.error is None else turn.error.value,
-        )
+        # A failed call used no tokens and got no reply.
+        if turn.error is None:
+            call = LLMCall(
+                request.model,
+                request.digest,
+                turn.input_tokens,
+                turn.output_tokens,
+                cost,
+                latency,
+                last,
+                turn.text,
+                turn.tool_calls,
+            )
+        else:
+            call = LLMCall(
+                request.model, request.digest, 0, 0, cost, latency, last, "", (), turn.error.value
+            )
         self._calls.append(call)
         for listener in self._listeners:
             listener(call)
@@ -444,14 +453,13 @@ class MockLLM:
         if index in self._injected:
             kind = self._injected.pop(index)
             return _Choice(Turn(error=kind), f"injected by inject_error({index}, {kind.value!r})")
+        matches, last = _llm_errors.matches, request.last_user_message
         if self._cursor < len(self._turns):
             turn = self._turns[self._cursor]
-            if not _llm_errors.mismatches(turn.match, turn.model, request):
+            if matches(turn.match, turn.model, request, last):
                 return _Choice(turn, f"scripted by turn {self._cursor + 1}", self._cursor)
         for i, rule in enumerate(self._rules):
-            if self._uses_left[i] != 0 and not _llm_errors.mismatches(
-                rule.match, rule.reply.model, request
-            ):
+            if self._uses_left[i] != 0 and matches(rule.match, rule.reply.model, request, last):
                 return _Choice(rule.reply, f"scripted by rule {i + 1}", rule_index=i)
         if not self._strict:
             return _Choice(Turn(cost_usd=0.0), "unmatched (strict=False)")
@@ -485,7 +493,7 @@ def _to_messages(messages: Messages) -> tuple[Message, ...]:
         return (Message("user", messages),)
     if isinstance(messages, Message | Mapping):
         return (Message.of(messages),)
-    return tuple(Message.of(m) for m in messages)
+    return tuple(map(Message.of, messages))
 
 
 def _tool_name(tool: str | Mapping[str, Any]) -> str:

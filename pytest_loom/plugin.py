@@ -8,7 +8,9 @@ installed costs a pytest run nothing measurable.
 from __future__ import annotations
 
 import argparse
+import atexit
 import fnmatch
+import gc
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -196,7 +198,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if hasattr(config, "workerinput") or not _scenarios_enabled(config):
+    if not _scenarios_enabled(config):
+        return
+    # Everything still alive goes with the process: its shutdown need not trace it for cycles.
+    # After a thousand scenarios that took longer than running a hundred of them. Objects are
+    # still freed by reference counting, and pytest collected the session's garbage already.
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
+    if hasattr(config, "workerinput"):
         return
     from .runlog import SESSION_KEY
 
@@ -229,6 +238,21 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 def _scenarios_enabled(config: pytest.Config) -> bool:
     flag = config.getoption("loom_scenarios")
     return bool(flag) if flag is not None else bool(config.getini("loom_scenarios"))
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With scenarios on, pytest does not walk syrupy's snapshot directories: they hold no
+    tests, and a scenario's snapshot has a directory of its own, which pytest would otherwise
+    visit, one per scenario."""
+    snapshots = getattr(config.option, "snapshot_dirname", None)
+    if (
+        isinstance(snapshots, str)
+        and collection_path.name == snapshots
+        and _scenarios_enabled(config)
+        and collection_path.is_dir()
+    ):
+        return True
+    return None
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

@@ -261,18 +261,15 @@ def stop_from_dict(data: Mapping[str, Any]) -> Stop:
 def step_from_dict(data: Mapping[str, Any]) -> Step:
     """Rebuild a :class:`Step` from its ``asdict`` form."""
     raw = dict(data)
-    raw["llm_calls"] = tuple(
-        LLMCall(
-            **{
-                **call,
-                "tool_calls": tuple(ToolCallRequest(**t) for t in call.get("tool_calls", ())),
-            }
-        )
-        for call in raw.get("llm_calls", ())
-    )
-    raw["tool_calls"] = tuple(ToolCall(**t) for t in raw.get("tool_calls", ()))
+    raw["llm_calls"] = tuple(map(_llm_call_from_dict, raw.get("llm_calls", ())))
+    raw["tool_calls"] = tuple([ToolCall(**t) for t in raw.get("tool_calls", ())])
     raw["events"] = tuple(raw.get("events", ()))
     return Step(**raw)
+
+
+def _llm_call_from_dict(call: Mapping[str, Any]) -> LLMCall:
+    tool_calls = tuple([ToolCallRequest(**t) for t in call.get("tool_calls", ())])
+    return LLMCall(**{**call, "tool_calls": tool_calls})
 
 
 def totals_of(steps: Sequence[Step], elapsed_s: float) -> Totals:

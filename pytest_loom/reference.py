@@ -511,11 +511,13 @@ def build_record(store: CheckpointStore, run_id: str) -> RunRecord:
     """Rebuild a reference run's :class:`RunRecord` from its checkpoints."""
     row = store.run(run_id)
     steps: list[Step] = []
-    carry = _Carry()
+    last: tuple[int, Any] | None = None
     for n, raw in store.records(run_id):
         data = _decode_json(store.path, run_id, n, raw)
         steps.append(_decode_step(store.path, run_id, n, data))
-        carry = _decode_carry(store.path, run_id, n, data)
+        last = n, data
+    # Only the last step's carry says anything about the record: the run's elapsed time.
+    carry = _Carry() if last is None else _decode_carry(store.path, run_id, *last)
     if row.stop is None:
         stop = Stop(
             StopReason.PAUSED,

@@ -335,11 +335,11 @@ def _scenario(path: Path, root: Node | None, suffix: str) -> Scenario:
         entry_line=lines["entry"],
         input=f.get("input", plain, None),
         options=f.get("options", plain_mapping, {}),
-        budget=f.get("budget", _budget, Budget()),
-        llm=f.get("llm", _llm, LLMSpec()),
-        clock=f.get("clock", _clock, ClockSpec()),
+        budget=f.opt("budget", _budget) or Budget(),  # defaults built only when needed
+        llm=f.opt("llm", _llm) or LLMSpec(),
+        clock=f.opt("clock", _clock) or ClockSpec(),
         faults=f.get("faults", list_of(_fault, "a list of faults"), ()),
-        expect=f.get("expect", _expect, Expectation()),
+        expect=f.opt("expect", _expect) or Expectation(),
         snapshot=f.get("snapshot", boolean, True),
         markers=f.get("markers", _markers, ()),
         lines=lines,
@@ -392,6 +392,9 @@ _markers = list_of(
     partial(string, pattern=_MARKER, invalid="is not a marker name", expected=_MARKER_EXPECTED),
     "a list of marker names",
 )
+_count = partial(integer, minimum=0)
+_positive_count = partial(integer, minimum=1)
+_usd = partial(number, minimum=0)
 
 
 # --- budget, clock ----------------------------------------------------------------------------
@@ -400,11 +403,15 @@ _markers = list_of(
 def _budget(node: Node, key: str) -> Budget:
     f = mapping(node, key, allowed=[limit.value for limit in BudgetLimit])
     return Budget(
-        usd=f.opt("usd", partial(number, minimum=0, exclusive=True)),
-        iterations=f.opt("iterations", partial(integer, minimum=1)),
-        tokens=f.opt("tokens", partial(integer, minimum=1)),
-        wall_clock=f.opt("wall_clock", partial(duration, positive=True)),
+        usd=f.opt("usd", _budget_usd),
+        iterations=f.opt("iterations", _positive_count),
+        tokens=f.opt("tokens", _positive_count),
+        wall_clock=f.opt("wall_clock", _wall_clock),
     )
+
+
+_budget_usd = partial(number, minimum=0, exclusive=True)
+_wall_clock = partial(duration, positive=True)
 
 
 def _clock(node: Node, key: str) -> ClockSpec:
@@ -485,8 +492,7 @@ def _price(node: Node, key: str) -> Price:
         required=("input", "output"),
         examples={"input": "input: 2.5", "output": "output: 10.0"},
     )
-    usd = partial(number, minimum=0)
-    return Price(input=f.require("input", usd), output=f.require("output", usd))
+    return Price(input=f.require("input", _usd), output=f.require("output", _usd))
 
 
 def _turn(node: Node, key: str, *, ids: Iterator[int], reply: bool = False) -> Turn:
@@ -506,7 +512,7 @@ def _turn(node: Node, key: str, *, ids: Iterator[int], reply: bool = False) -> T
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         latency_s=f.opt("latency", duration),
-        cost_usd=f.opt("cost", partial(number, minimum=0)),
+        cost_usd=f.opt("cost", _usd),
         error=f.opt("error", _llm_error_kind),
         model=f.opt("model", nonempty_string),
         match=f.opt("match", _match),
@@ -531,8 +537,7 @@ def _tool_call(node: Node, key: str, *, ids: Iterator[int]) -> ToolCallRequest:
 
 def _usage(node: Node, key: str) -> tuple[int, int]:
     f = mapping(node, key, allowed=("input", "output"))
-    tokens = partial(integer, minimum=0)
-    return f.get("input", tokens, 0), f.get("output", tokens, 0)
+    return f.get("input", _count, 0), f.get("output", _count, 0)
 
 
 def _llm_error_kind(node: Node, key: str) -> LLMErrorKind:
@@ -569,7 +574,7 @@ def _rule(node: Node, key: str, *, ids: Iterator[int]) -> Rule:
     return Rule(
         match=match,
         reply=f.require("reply", partial(_turn, ids=ids, reply=True)),
-        times=f.opt("times", partial(integer, minimum=1)),
+        times=f.opt("times", _positive_count),
     )
 
 
@@ -585,7 +590,7 @@ def _raise_fault(node: Node, key: str) -> RaiseFault:
         examples={"step": "step: 3"},
     )
     return RaiseFault(
-        step=f.require("step", partial(integer, minimum=1)),
+        step=f.require("step", _positive_count),
         error=f.get("error", _exception_name, "RuntimeError"),
         message=f.get("message", string, "injected fault"),
     )
@@ -628,7 +633,7 @@ def _llm_error_fault(node: Node, key: str) -> LLMErrorFault:
         examples={"call": "call: 2", "kind": "kind: rate_limit"},
     )
     return LLMErrorFault(
-        call=f.require("call", partial(integer, minimum=1)),
+        call=f.require("call", _positive_count),
         kind=f.require("kind", _llm_error_kind),
     )
 
@@ -638,7 +643,7 @@ def _crash_fault(node: Node, key: str) -> CrashFault:
         node, key, allowed=("step", "resume"), required=("step",), examples={"step": "step: 4"}
     )
     return CrashFault(
-        step=f.require("step", partial(integer, minimum=1)),
+        step=f.require("step", _positive_count),
         resume=f.get("resume", boolean, True),
     )
 
@@ -674,10 +679,10 @@ def _expect(node: Node, key: str) -> Expectation:
     )
     return Expectation(
         stop=f.opt("stop", _stop_label),
-        steps=f.opt("steps", partial(_bound, integral=True)),
-        cost_usd=f.opt("cost_usd", partial(_bound, integral=False)),
-        tokens=f.opt("tokens", partial(_bound, integral=True)),
-        llm_calls=f.opt("llm_calls", partial(_bound, integral=True)),
+        steps=f.opt("steps", _count_bound),
+        cost_usd=f.opt("cost_usd", _usd_bound),
+        tokens=f.opt("tokens", _count_bound),
+        llm_calls=f.opt("llm_calls", _count_bound),
         invariants=f.get("invariants", list_of(_invariant, "a list of invariant names"), ()),
     )
 
@@ -731,7 +736,7 @@ def _stop_label(node: Node, key: str) -> str:
 
 def _bound(node: Node, key: str, *, integral: bool) -> Bound:
     """An exact value (``5``) or a range (``{min: 1, max: 3}``, either side optional)."""
-    value: Parser[float] = partial(integer, minimum=0) if integral else partial(number, minimum=0)
+    value: Parser[float] = _count if integral else _usd
     what = "an integer" if integral else "a number"
     if kind(node) == "map":
         f = mapping(node, key, allowed=("min", "max"))
@@ -749,3 +754,7 @@ def _bound(node: Node, key: str, *, integral: bool) -> Bound:
         exact = value(node, key)
         return Bound(exact, exact)
     raise type_error(node, key, f"{what}, or a mapping with min and/or max")
+
+
+_count_bound = partial(_bound, integral=True)
+_usd_bound = partial(_bound, integral=False)

@@ -10,21 +10,24 @@ text diff, and writes files atomically.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
+import pytest
+from syrupy.assertion import SnapshotAssertion
 from syrupy.data import SnapshotCollection
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
+from syrupy.location import PyTestLocation
 
 from ._atomic import write_atomic
 from .diff import diff_records
 from .record import RunRecord
 
 if TYPE_CHECKING:
-    from syrupy.location import PyTestLocation
     from syrupy.types import (
         PropertyFilter,
         PropertyMatcher,
@@ -59,6 +62,32 @@ def serialize_record(record: RunRecord) -> str:
     return text + "\n"
 
 
+def record_assertion(item: pytest.Item) -> SnapshotAssertion:
+    """A syrupy assertion of ``item`` that compares run records, made as syrupy's ``snapshot``
+    fixture makes its own, registered with the session syrupy keeps on the config.
+
+    A scenario item asks for it directly: the ``snapshot`` fixture followed by
+    ``use_extension`` would make and register two assertions per item, the first one, with
+    syrupy's default extension, only to be thrown away.
+    """
+    config = item.config
+    session: Any = getattr(config, "_syrupy", None)
+    if session is None:
+        pytest.fail(
+            "loom scenario snapshots need syrupy's pytest plugin, which this session disabled "
+            "(-p no:syrupy)\n  hint: enable it, or set `snapshot: false` in the scenario",
+            pytrace=False,
+        )
+    option = config.option
+    return SnapshotAssertion(
+        update_snapshots=option.update_snapshots,
+        update_new_snapshots_only=option.update_new_snapshots_only,
+        extension_class=RunRecordExtension,
+        test_location=PyTestLocation(item),
+        session=session,
+    )
+
+
 class RunRecordExtension(SingleFileSnapshotExtension):
     """Snapshot a :class:`RunRecord` as ``__snapshots__/<file>/<test>.run.json``."""
 
@@ -84,6 +113,38 @@ class RunRecordExtension(SingleFileSnapshotExtension):
         location = super().get_location(test_location=test_location, index=index)
         RunRecordExtension._named = (cls, test_location, index, name, location)
         return name, location
+
+    _dirnames: ClassVar[dict[tuple[str, str | Path, str], str]] = {}
+    """(which, snapshot directory name, test file) -> that test file's snapshot directory
+    (``dirname``) or the directory syrupy scans for unused snapshots (``discovery``)."""
+
+    @classmethod
+    def dirname(cls, *, test_location: PyTestLocation) -> str:
+        key = ("dirname", cls.snapshot_dirname, test_location.filepath)
+        found = cls._dirnames.get(key)
+        if found is None:
+            found = cls._dirnames[key] = super().dirname(test_location=test_location)
+        return found
+
+    @classmethod
+    def discovery_dirname(cls, *, test_location: PyTestLocation) -> str:
+        """Worked out once per test file: syrupy asks for it at every assertion, for every
+        snapshot file it finds and again in its report, each time through ``pathlib``."""
+        key = ("discovery", cls.snapshot_dirname, test_location.filepath)
+        found = cls._dirnames.get(key)
+        if found is None:
+            found = cls._dirnames[key] = super().discovery_dirname(test_location=test_location)
+        return found
+
+    def owns_snapshot_collection(self, *, filepath: str, test_location: PyTestLocation) -> bool:
+        """syrupy's rule with strings: a ``.run.json`` file one level below the scanned
+        directory is this extension's. ``filepath`` comes from syrupy's walk, normalised."""
+        if not self.is_snapshot_location(location=filepath):
+            return False
+        discovery = self.discovery_dirname(test_location=test_location)
+        if discovery == self.dirname(test_location=test_location):
+            return True
+        return os.path.dirname(os.path.dirname(filepath)) == discovery
 
     @classmethod
     def get_snapshot_name(cls, *, test_location: PyTestLocation, index: SnapshotIndex = 0) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -150,9 +150,20 @@ class Summary:
     baseline_only: tuple[str, ...] = ()
     """Node ids in the ``--loom-baseline`` summary that this run did not run."""
 
+    _drifted: tuple[Entry, ...] = field(init=False, repr=False, compare=False)
+    """What :meth:`drifted` returns, sorted once: the entries of a summary never change."""
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "entries", tuple(sorted(self.entries, key=lambda e: e.nodeid)))
         object.__setattr__(self, "baseline_only", tuple(sorted(set(self.baseline_only))))
+
+        def severity(entry: Entry) -> tuple[int, int, float, str]:
+            cost = entry.change("cost_usd")
+            pct = abs(cost.pct() or 0.0) if cost is not None else 0.0
+            return (_RANK[self.verdict(entry)], KINDS.index(entry.kind), -pct, entry.nodeid)
+
+        drifted = sorted((e for e in self.entries if e.drifted), key=severity)
+        object.__setattr__(self, "_drifted", tuple(drifted))
 
     def verdict(self, entry: Entry) -> str:
         """The entry's action in this summary's mode: under ``warn`` nothing fails."""
@@ -178,13 +189,7 @@ class Summary:
 
     def drifted(self) -> tuple[Entry, ...]:
         """Scenarios that changed, most severe first: verdict, kind, cost change, node id."""
-
-        def severity(entry: Entry) -> tuple[int, int, float, str]:
-            cost = entry.change("cost_usd")
-            pct = abs(cost.pct() or 0.0) if cost is not None else 0.0
-            return (_RANK[self.verdict(entry)], KINDS.index(entry.kind), -pct, entry.nodeid)
-
-        return tuple(sorted((e for e in self.entries if e.drifted), key=severity))
+        return self._drifted
 
     def matrix(self) -> dict[tuple[str, str], int]:
         """Counts of (baseline stop, stop now) over scenarios that have a baseline."""

@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -51,11 +49,9 @@ def run_trials(
         return where
 
     for k in range(1, trials + 1):
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv(TRIAL_ENV, str(k))
-            patch.setenv(TRIALS_ENV, str(trials))
-            with sandbox.run(keep(k)) as workdir, FakeClock(start=scenario.clock.start) as clock:
-                runs.append(run_scenario(scenario, clock=clock, workdir=workdir, **run_args))
+        env = {TRIAL_ENV: str(k), TRIALS_ENV: str(trials)}
+        with sandbox.run(keep(k), env) as workdir, FakeClock(start=scenario.clock.start) as clock:
+            runs.append(run_scenario(scenario, clock=clock, workdir=workdir, **run_args))
     return runs, sandbox.root, item[0] if item else None
 
 

@@ -392,6 +392,19 @@ def test_sweep_reuses_its_result_until_the_modules_change(monkeypatch: pytest.Mo
     assert late.tick is REAL["perf_counter"]  # type: ignore[attr-defined]
 
 
+def test_a_module_replaced_under_the_same_name_is_swept(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = types.ModuleType("loom_replaced_mod")
+    monkeypatch.setitem(sys.modules, first.__name__, first)
+    with FakeClock():
+        pass
+    second = types.ModuleType(first.__name__)  # same name, same place in sys.modules
+    second.now = time.monotonic  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, first.__name__, second)
+    with FakeClock():
+        assert second.now() == 1000.0  # type: ignore[attr-defined]
+    assert second.now is REAL["monotonic"]  # type: ignore[attr-defined]
+
+
 def test_repeated_start_is_cheap(monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(max(0, 1000 - len(sys.modules))):
         pad = types.ModuleType(f"loom_pad_{i}")

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from pytest_loom import _llm_errors
 from pytest_loom.llm import (
     LLMError,
     LLMTimeoutError,
@@ -174,6 +177,46 @@ def test_unmatched_error_names_missing_tools_models_and_absent_user_message() ->
     assert "contains 'go' not in last user message (none sent)" in text
     assert "tool search not offered" in text
     assert "last user message: (none)" in text
+
+
+_MODELS = st.sampled_from(["gpt-4o", "gpt-4o-mini", "claude"])
+_WORDS = st.sampled_from(["go", "Go", "stop", "a.b", "x+"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    turn_model=st.none() | _MODELS,
+    match=st.none()
+    | st.builds(
+        Match,
+        model=st.none() | _MODELS,
+        contains=st.none() | _WORDS,
+        regex=st.none() | st.sampled_from(["^go", "o$", "a.b", r"x\+"]),
+        tools=st.lists(st.sampled_from(["search", "read"]), max_size=2).map(tuple),
+    ),
+    model=_MODELS,
+    messages=st.lists(
+        st.builds(Message, st.sampled_from(["user", "system", "assistant"]), _WORDS),
+        max_size=3,
+    ),
+    tools=st.lists(st.sampled_from(["search", "read"]), max_size=2).map(tuple),
+)
+def test_matching_is_exactly_having_no_mismatch_to_explain(
+    turn_model: str | None,
+    match: Match | None,
+    model: str,
+    messages: list[Message],
+    tools: tuple[str, ...],
+) -> None:
+    # The mock matches with a check that formats nothing; the error explains with one that
+    # words every failed check. Both must agree on every request.
+    request = Request(model, tuple(messages), tools)
+    reasons = _llm_errors.mismatches(match, turn_model, request)
+    last = request.last_user_message
+    assert _llm_errors.matches(match, turn_model, request, last) is (not reasons)
+    turn = Turn(text="yes", cost_usd=0.0, model=turn_model, match=match)
+    llm = MockLLM([turn], strict=False, allow_unused=True, model=model)
+    assert (llm.complete(messages, tools=tools).text == "yes") is (not reasons)
 
 
 def test_non_strict_answers_unmatched_requests_with_an_empty_reply() -> None:

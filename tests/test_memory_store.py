@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_loom.store import SCHEMA_VERSION, CheckpointStore, Durability
+from pytest_loom.store import SCHEMA_VERSION, CheckpointError, CheckpointStore, Durability, _idle
 
 
 def schema(db: sqlite3.Connection) -> list[tuple[str, str, str | None]]:
@@ -61,3 +61,36 @@ def test_an_in_memory_store_runs_batches_and_rolls_back_like_a_file() -> None:
         assert last is not None and (last.n, last.state) == (4, b"state 4")
         assert [n for n, _ in store.records("r1")] == [1, 2, 3, 4]
         assert store.run("r1").status == "stopped"
+
+
+def test_a_closed_in_memory_store_hands_the_next_one_an_empty_database() -> None:
+    with CheckpointStore(":memory:", durability="full") as first:
+        first.begin_run("r1", scenario="demo", runtime="reference", budget=b"{}")
+        first.commit_step("r1", 1, b"state 1", b"record 1")
+        first.new_transcript()
+        used = first._db
+        used.set_progress_handler(lambda: 1, 1)  # what a test may leave: it aborts every query
+    with CheckpointStore(":memory:", durability="off") as second:
+        assert second._db is used  # the emptied connection, not a new one
+        assert second.runs() == []
+        assert second._db.execute("SELECT count(*) FROM loom_items").fetchone() == (0,)
+        assert second._db.execute("PRAGMA synchronous").fetchone() == (0,)
+        second.begin_run("r1", scenario="other", runtime="reference", budget=b"{}")
+        second.commit_step("r1", 1, b"state", b"record")
+        assert second._step_id("r1", 1) == 1 << 32 | 1  # keys start again from 1
+        assert second.new_transcript() == 1
+        assert second.run("r1").scenario == "other"
+
+
+def test_a_closed_in_memory_store_refuses_use_and_keeps_nothing_alive() -> None:
+    with CheckpointStore(":memory:") as store:
+        store.begin_run("r1", scenario="demo", runtime="reference", budget=b"{}")
+    with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
+        store.runs()
+    with pytest.raises(CheckpointError, match="the store is closed"):
+        store.items(1, 0, 1)
+    # However many stores close, only a few emptied databases are kept for reuse.
+    stores = [CheckpointStore(":memory:") for _ in range(5)]
+    for each in stores:
+        each.close()
+    assert len(_idle) <= 2

@@ -9,6 +9,7 @@ compare. Scenario loading is then compared end to end, with and without the fast
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -274,3 +275,22 @@ def test_scenarios_load_the_same_without_the_fast_path(
             patch.setattr(pytest_loom._yamlnodes, "compose_plain", lambda _: None)
             assert loaded(path) == with_fast, text
     assert fast > 25
+
+
+def test_resolvers_added_to_the_safe_loader_are_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    resolvers.setdefault("w", []).insert(0, ("tag:example.org,2026:widget", re.compile("widget$")))
+    monkeypatch.setattr(yaml.SafeLoader, "yaml_implicit_resolvers", resolvers)
+    text = "a: widget\nb: [widget, widgets]\nwidget: 1\n"
+    assert verdict(text) == "same"
+    root = compose_plain(text)
+    assert isinstance(root, MappingNode)
+    assert root.value[0][1].tag == "tag:example.org,2026:widget"
+
+
+def test_a_resolver_for_every_scalar_leaves_the_document_to_pyyaml(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    resolvers = {**yaml.SafeLoader.yaml_implicit_resolvers, None: [("!any", re.compile("x"))]}
+    monkeypatch.setattr(yaml.SafeLoader, "yaml_implicit_resolvers", resolvers)
+    assert compose_plain("a: x\n") is None

@@ -764,6 +764,14 @@ def test_exotic_yaml_is_a_scenario_error(tmp_path: Path, text: str, line: int) -
     assert error(tmp_path, HEAD + text).line == line
 
 
+def test_a_bool_tag_on_a_word_that_is_not_a_boolean(tmp_path: Path) -> None:
+    err = error(tmp_path, HEAD + "snapshot: !!bool maybe\n")
+    assert (err.line, err.key) == (3, "snapshot")
+    assert err.problem == (
+        "cannot read 'maybe' as boolean: not one of yes, no, true, false, on, off"
+    )
+
+
 def test_deep_nesting_is_a_scenario_error(tmp_path: Path) -> None:
     err = error(tmp_path, HEAD + "input: " + "[" * 5000 + "]" * 5000 + "\n")
     assert err.problem == "the YAML is nested too deeply"

@@ -4,6 +4,7 @@ checkpoints live, how saved runs are written, and that isolation still holds."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import orjson
@@ -245,3 +246,75 @@ def test_the_gate_says_the_same_under_xdist_from_the_results_workers_send(
     serial = gate_section("-p", "no:xdist")
     assert any("loom gate FAILED: 1 of 3 scenarios" in line for line in serial)
     assert gate_section("-n", "2") == serial
+
+
+def test_a_sandbox_run_that_removes_its_directories_gets_them_back(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_loom._isolation import Sandbox
+
+    monkeypatch.setenv("LOOM_TRIAL", "outer")
+    sandbox = Sandbox(tmp_path_factory)
+    home = str(Path.home())
+    with sandbox.run(lambda: tmp_path_factory.mktemp("kept"), {"LOOM_TRIAL": "1"}) as workdir:
+        assert Path.cwd() == workdir and os.environ["LOOM_TRIAL"] == "1"
+        os.rmdir(Path.home())  # the run leaves no file, but no home either
+    assert sandbox.kept is None
+    assert (Path.home(), os.environ["LOOM_TRIAL"]) == (Path(home), "outer")
+    with sandbox.run(lambda: tmp_path_factory.mktemp("kept")) as workdir:
+        assert os.listdir(workdir) == os.listdir(Path.home()) == []
+        assert Path.home() == sandbox.root / "home"
+    assert sandbox.kept is None and sorted(os.listdir(sandbox.root)) == ["home", "work"]
+
+
+EXIT_PROBE = """
+import atexit
+import gc
+import os
+
+
+def pytest_configure(config):
+    # Registered before the lab's own exit hook, so it runs after it (atexit is LIFO).
+    path = os.path.join(str(config.rootpath), "frozen-at-exit.txt")
+    atexit.register(lambda: open(path, "w").write(str(gc.get_freeze_count())))
+"""
+
+
+def test_a_scenario_session_exits_without_tracing_what_it_leaves_alive(
+    project: pytest.Pytester,
+) -> None:
+    scenario_file(project, "s0")
+    project.makeconftest(EXIT_PROBE)
+    project.makepyfile(test_plain="def test_plain():\n    pass\n")
+    probe = project.path / "frozen-at-exit.txt"
+
+    project.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    assert probe.read_text() == "0"  # a session without scenarios: the process as pytest left it
+
+    result = project.runpytest_subprocess("--loom-scenarios", "--snapshot-update")
+    result.assert_outcomes(passed=2)
+    assert int(probe.read_text()) > 1000  # shutdown's collector skips the session's objects
+
+
+def test_pytest_does_not_walk_snapshot_directories_when_scenarios_run(
+    project: pytest.Pytester,
+) -> None:
+    scenario_file(project, "s0", entry="build_quiet")
+    project.runpytest_subprocess("--loom-scenarios", "--snapshot-update").assert_outcomes(passed=1)
+    # A test module inside a snapshot directory shows whether pytest looked there.
+    (project.path / "__snapshots__" / "test_inside.py").write_text("def test_x():\n    pass\n")
+    project.runpytest_subprocess("--loom-scenarios").assert_outcomes(passed=1)
+    project.runpytest_subprocess().assert_outcomes(passed=1)  # not a scenario session: as before
+
+
+def test_scenarios_without_syrupy_fail_with_a_hint(project: pytest.Pytester) -> None:
+    scenario_file(project, "s0")
+    result = project.runpytest_subprocess("--loom-scenarios", "-p", "no:syrupy")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*loom scenario snapshots need syrupy's pytest plugin*(-p no:syrupy)",
+            "*hint: enable it, or set `snapshot: false` in the scenario",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
