@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -119,22 +119,22 @@ class RunRecordExtension(SingleFileSnapshotExtension):
     (``dirname``) or the directory syrupy scans for unused snapshots (``discovery``)."""
 
     @classmethod
-    def dirname(cls, *, test_location: PyTestLocation) -> str:
-        key = ("dirname", cls.snapshot_dirname, test_location.filepath)
+    def _dir(cls, which: str, test_location: PyTestLocation, compute: Callable[..., str]) -> str:
+        key = (which, cls.snapshot_dirname, test_location.filepath)
         found = cls._dirnames.get(key)
         if found is None:
-            found = cls._dirnames[key] = super().dirname(test_location=test_location)
+            found = cls._dirnames[key] = compute(test_location=test_location)
         return found
+
+    @classmethod
+    def dirname(cls, *, test_location: PyTestLocation) -> str:
+        return cls._dir("dirname", test_location, super().dirname)
 
     @classmethod
     def discovery_dirname(cls, *, test_location: PyTestLocation) -> str:
         """Worked out once per test file: syrupy asks for it at every assertion, for every
         snapshot file it finds and again in its report, each time through ``pathlib``."""
-        key = ("discovery", cls.snapshot_dirname, test_location.filepath)
-        found = cls._dirnames.get(key)
-        if found is None:
-            found = cls._dirnames[key] = super().discovery_dirname(test_location=test_location)
-        return found
+        return cls._dir("discovery", test_location, super().discovery_dirname)
 
     def owns_snapshot_collection(self, *, filepath: str, test_location: PyTestLocation) -> bool:
         """syrupy's rule with strings: a ``.run.json`` file one level below the scanned

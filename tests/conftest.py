@@ -7,6 +7,16 @@ from pathlib import Path
 
 import pytest
 
+RESEARCH_LOOP = """
+def research(state, ctx):
+    ctx.llm.complete(f"next source {state['n']}", model="gpt-4o")
+    return {"n": state["n"] + 1}
+
+
+def build(lab):
+    return lab.loop(research)
+"""
+
 
 @pytest.fixture
 def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
@@ -30,3 +40,11 @@ def project_files(pytester: pytest.Pytester) -> Callable[[], set[Path]]:
         }
 
     return files
+
+
+@pytest.fixture
+def research_project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A project whose ``loops:build`` loop asks the LLM for the ``next source <n>`` each step."""
+    pytester.makepyfile(loops=RESEARCH_LOOP)
+    pytester.makeini("[pytest]\npythonpath = .\n")
+    return pytester

@@ -18,16 +18,6 @@ from pytest_loom.summary import Entry, Judged
 
 REPO = Path(__file__).resolve().parent.parent
 
-LOOPS = """
-def research(state, ctx):
-    ctx.llm.complete(f"next source {state['n']}", model="gpt-4o")
-    return {"n": state["n"] + 1}
-
-
-def build(lab):
-    return lab.loop(research)
-"""
-
 SCENARIO = """\
 version: 1
 entry: loops:build
@@ -79,16 +69,14 @@ GATE_MODULES = (
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+def project(research_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     """Three research scenarios (3, 4 and 5 steps) with their snapshots recorded."""
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-    pytester.makeconftest(RECORDER)
-    pytester.makepyfile(loops=LOOPS)
-    pytester.makeini("[pytest]\npythonpath = .\n")
+    research_project.makeconftest(RECORDER)
     for steps in (3, 4, 5):
-        (pytester.path / f"r{steps}.loom.yaml").write_text(SCENARIO.format(steps=steps))
-    run(pytester, "--snapshot-update").assert_outcomes(passed=3)
-    return pytester
+        (research_project.path / f"r{steps}.loom.yaml").write_text(SCENARIO.format(steps=steps))
+    run(research_project, "--snapshot-update").assert_outcomes(passed=3)
+    return research_project
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:

@@ -23,16 +23,6 @@ def pytest_sessionfinish(session):
         json.dump(sorted(sys.modules), f)
 """
 
-LOOPS = """
-def research(state, ctx):
-    ctx.llm.complete(f"next source {state['n']}", model="gpt-4o")
-    return {"n": state["n"] + 1}
-
-
-def build(lab):
-    return lab.loop(research)
-"""
-
 SCENARIO = """\
 version: 1
 entry: loops:build
@@ -85,11 +75,9 @@ UNUSED = (
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makeconftest(RECORDER)
-    pytester.makepyfile(loops=LOOPS)
-    pytester.makeini("[pytest]\npythonpath = .\n")
-    return pytester
+def project(research_project: pytest.Pytester) -> pytest.Pytester:
+    research_project.makeconftest(RECORDER)
+    return research_project
 
 
 def loaded(project: pytest.Pytester, *args: str, passed: int = 1) -> set[str]:
