@@ -144,6 +144,37 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
     if config.getoption("hypothesis_profile", None) in _LOOM_PROFILES:
         from . import properties  # noqa: F401  (registers the profiles; imports Hypothesis)
+    if _scenarios_enabled(config):
+        # Registered before pytest's own clean-ups, so it runs after their garbage collection.
+        config.add_cleanup(lambda: _thaw(config))
+
+
+_FROZEN_KEY = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A scenario session sets aside what collection left alive (the items, their scenarios,
+    the modules) from the cyclic garbage collector until the session ends.
+
+    Each scenario's run makes garbage, and each full collection it triggers would otherwise
+    trace every collected item again: after a thousand scenarios that was a tenth of the
+    session. The collection's own garbage is collected first; what the tests make is
+    collected as usual, and pytest's end-of-session collection still sees all of it.
+    """
+    config = session.config
+    if _scenarios_enabled(config) and not config.stash.get(_FROZEN_KEY, False):
+        gc.collect()
+        gc.freeze()
+        config.stash[_FROZEN_KEY] = True
+
+
+def _thaw(config: pytest.Config) -> None:
+    """Hand what collection left alive back to the garbage collector (sessions run in-process
+    must not leave their host's objects frozen)."""
+    if config.stash.get(_FROZEN_KEY, False):
+        gc.unfreeze()
+        config.stash[_FROZEN_KEY] = False
 
 
 @pytest.hookimpl(tryfirst=True)  # pytest's cache is configured; xdist starts no worker yet

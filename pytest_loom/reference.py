@@ -64,6 +64,10 @@ class Done:
     state: Any
 
 
+_PLAIN = frozenset({dict, list, tuple, str, bytes, int, float, bool, type(None), Done})
+"""What steps return that is never awaitable: the check for a coroutine skips them."""
+
+
 class Stalled(Exception):
     """Raise from a step to end the run as ``stalled`` (the loop knows it cannot progress)."""
 
@@ -384,7 +388,7 @@ class Loop:
             record = _step_record(ctx, start, duration, usd, score, error, state_digest, events)
             events = []
             state = next_state
-            if stop is None:
+            if stop is None and (done or self.converge_on or self.stall_after is not None):
                 stop = self._after_step(n, state, done, scores, carry.unchanged)
             if stop is None and self._last_iteration(carry.spend):
                 # What the next budget check would say (it checks iterations first): saying it
@@ -435,7 +439,7 @@ class Loop:
                 if self.before_step is not None:
                     self.before_step(ctx.index)
                 result = self.step(state, ctx) if self._takes_ctx else self.step(state)
-                if inspect.isawaitable(result):
+                if type(result) not in _PLAIN and inspect.isawaitable(result):
                     result = await result
             except BudgetStop as exc:
                 self._undo_appends()
@@ -467,6 +471,8 @@ class Loop:
     def _budget_stop(self, spend: Spend, carry: _Carry, state: Any) -> Stop | None:
         limit = spend.exhausted(self.budget)
         if limit is None:
+            if self.budget.usd is None and self.budget.tokens is None:
+                return None  # no limit an estimate could cross
             usd, tokens = (
                 self.estimate(state)
                 if self.estimate is not None

@@ -3,6 +3,7 @@ checkpoints live, how saved runs are written, and that isolation still holds."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from pathlib import Path
@@ -296,6 +297,35 @@ def test_a_scenario_session_exits_without_tracing_what_it_leaves_alive(
     result = project.runpytest_subprocess("--loom-scenarios", "--snapshot-update")
     result.assert_outcomes(passed=2)
     assert int(probe.read_text()) > 1000  # shutdown's collector skips the session's objects
+
+
+FREEZE_PROBE = """
+import gc
+
+
+def test_probe():
+    with open("frozen-in-test.txt", "w") as f:
+        f.write(str(gc.get_freeze_count()))
+"""
+
+
+def test_a_scenario_session_sets_aside_what_collection_left_alive(
+    project: pytest.Pytester,
+) -> None:
+    scenario_file(project, "s0")
+    project.makepyfile(test_probe=FREEZE_PROBE)
+    probe = project.path / "frozen-in-test.txt"
+    before = gc.get_freeze_count()
+
+    project.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    assert int(probe.read_text()) == before  # a session without scenarios: as pytest leaves it
+
+    args = ("--loom-scenarios", "--snapshot-update", "-p", "no:cacheprovider")
+    project.runpytest(*args).assert_outcomes(passed=2)
+    # The tests ran with collection's objects (and this host's) out of the collector's way...
+    assert int(probe.read_text()) > before + 1000
+    # ...which gets them back when the session ends: an in-process session leaves its host thawed.
+    assert gc.get_freeze_count() <= before
 
 
 def test_pytest_does_not_walk_snapshot_directories_when_scenarios_run(
