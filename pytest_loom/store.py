@@ -432,9 +432,11 @@ class CheckpointStore:
         """
         db = self._db
         key = self._keys.get(run_id)
-        # What _step_id checks, inline for the usual case: a step costs a few microseconds here.
-        step_id = key << _STEP_BITS | n if key is not None and 0 <= n <= _MAX_STEP else None
-        row = (step_id if step_id is not None else self._step_id(run_id, n), state, record)
+        if key is not None and 0 <= n <= _MAX_STEP:
+            step_id = key << _STEP_BITS | n  # _step_id's checks, inline: a step costs microseconds
+        else:
+            step_id = self._step_id(run_id, n)
+        row = (step_id, state, record)
         if stop is None and not items and self.commit_every == 1:
             db.execute(_INSERT_STEP, row)  # autocommit: no BEGIN, no COMMIT statement
             return
