@@ -264,18 +264,21 @@ class _Ref:
 
 @dataclass(frozen=True, slots=True)
 class _Scan:
-    """What one module held at its last scan; stale when the module or its size changed."""
+    """What one module held at its last scan; stale when the module or, if it is ``watched``
+    (not one of :data:`_SKIP_TOP_LEVEL`, whose references are never replaced), its size
+    changed."""
 
     module: ModuleType
     namespace: dict[str, Any]
     size: int
     refs: tuple[_Ref, ...]
+    watched: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class _Swept:
-    """``sys.modules`` as the last sweep saw it, with the module namespaces and sizes it
-    scanned and the references it found."""
+    """``sys.modules`` as the last sweep saw it, with the sizes of the module namespaces it
+    watches and the references it found."""
 
     names: list[str]
     modules: list[object]
@@ -284,7 +287,7 @@ class _Swept:
     refs: list[_Ref]
 
     def current(self) -> bool:
-        """No module imported, removed or replaced, no scanned namespace grown or shrunk since.
+        """No module imported, removed or replaced, no watched namespace grown or shrunk since.
 
         The entries are compared as lists, which compare items by identity first: a module
         (which has no ``__eq__`` of its own) equals only itself, so a replaced one shows. That
@@ -305,7 +308,7 @@ _applied: list[_Ref] = []
 def _scan(name: str, module: ModuleType) -> _Scan:
     namespace: dict[str, Any] = object.__getattribute__(module, "__dict__")
     if namespace is globals() or name.partition(".")[0] in _SKIP_TOP_LEVEL:
-        return _Scan(module, namespace, len(namespace), ())
+        return _Scan(module, namespace, len(namespace), (), watched=False)
     refs: list[_Ref] = []
     for key, value in list(namespace.items()):
         if id(value) in _FAKE_OF:
@@ -355,7 +358,11 @@ def _sweep() -> list[_Ref]:
         if not isinstance(module, ModuleType):
             continue
         scan = _scans.get(name)
-        if scan is None or scan.module is not module or len(scan.namespace) != scan.size:
+        if (
+            scan is None
+            or scan.module is not module
+            or (scan.watched and len(scan.namespace) != scan.size)
+        ):
             scan = _scan(name, module)
         scans[name] = scan
         if scan.refs:
@@ -364,8 +371,8 @@ def _sweep() -> list[_Ref]:
     _swept = _Swept(
         names=[name for name, _ in entries],
         modules=[module for _, module in entries],
-        namespaces=[scan.namespace for scan in scans.values()],
-        sizes=[scan.size for scan in scans.values()],
+        namespaces=[scan.namespace for scan in scans.values() if scan.watched],
+        sizes=[scan.size for scan in scans.values() if scan.watched],
         refs=refs,
     )
     return refs

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .budget import Budget
 from .record import BudgetLimit, Event, RunRecord, Step, StopReason, digest, sum_usd
@@ -96,6 +96,7 @@ class RuntimeContract:
 
 
 _BUDGET_LIMITS = tuple(BudgetLimit)
+_LIMIT_NAMES = tuple(f.name for f in fields(Budget))
 _ANY_STORE = frozenset({None})
 
 CONTRACTS: dict[str, RuntimeContract] = {
@@ -180,11 +181,12 @@ def contract_for(runtime: str) -> RuntimeContract:
 
 def _effective(budget: Budget, contract: RuntimeContract) -> Budget:
     """The scenario's limits, plus the runtime's own defaults for the ones it leaves unset."""
-    values = {f.name: getattr(budget, f.name) for f in fields(Budget)}
-    for f in fields(Budget):
-        if values[f.name] is None:
-            values[f.name] = getattr(contract.defaults, f.name)
-    return Budget(**values)
+    defaults = {
+        name: value
+        for name in _LIMIT_NAMES
+        if getattr(budget, name) is None and (value := getattr(contract.defaults, name)) is not None
+    }
+    return replace(budget, **defaults) if defaults else budget
 
 
 def _limit(budget: Budget, limit: BudgetLimit) -> float | None:
@@ -208,14 +210,20 @@ def _resumed_at(record: RunRecord) -> int | None:
     return next((s.index for s in record.steps if Event.RESUMED in s.events), None)
 
 
-@dataclass(frozen=True, slots=True)
-class _Charge:
-    """One thing that spent a limit: where, what was spent before it, and how much it took."""
+class _Charge(NamedTuple):
+    """One thing that spent a limit: its step and, at call granularity, which LLM call (or -1:
+    the rest of the step's spending), what was spent before it, and how much it took."""
 
     step: int
-    what: str
+    call: int
     before: float
     amount: float
+
+    @property
+    def what(self) -> str:
+        if self.call > 0:
+            return f"LLM call {self.call}"
+        return "its other spending" if self.call < 0 else "the step"
 
 
 def _charges(record: RunRecord, limit: BudgetLimit, allowance: Allowance) -> Iterator[_Charge]:
@@ -223,10 +231,10 @@ def _charges(record: RunRecord, limit: BudgetLimit, allowance: Allowance) -> Ite
     spent = 0.0
     for step in record.steps:
         if limit is BudgetLimit.WALL_CLOCK:
-            yield _Charge(step.index, "the step", step.start_s, step.duration_s)
+            yield _Charge(step.index, 0, step.start_s, step.duration_s)
             continue
         if limit is BudgetLimit.ITERATIONS:
-            yield _Charge(step.index, "the step", float(step.index - 1), 1.0)
+            yield _Charge(step.index, 0, float(step.index - 1), 1.0)
             continue
         step_amount = _spent(step, limit)
         if allowance is Allowance.CALL:
@@ -236,17 +244,17 @@ def _charges(record: RunRecord, limit: BudgetLimit, allowance: Allowance) -> Ite
                     if limit is BudgetLimit.USD
                     else call.input_tokens + call.output_tokens
                 )
-                yield _Charge(step.index, f"LLM call {i}", spent, cost)
+                yield _Charge(step.index, i, spent, cost)
                 spent = sum_usd(spent, cost)
             rest = step_amount - sum(
                 c.cost_usd if limit is BudgetLimit.USD else c.input_tokens + c.output_tokens
                 for c in step.llm_calls
             )
             if rest > 0:
-                yield _Charge(step.index, "its other spending", spent, rest)
+                yield _Charge(step.index, -1, spent, rest)
                 spent = sum_usd(spent, rest)
         else:
-            yield _Charge(step.index, "the step", spent, step_amount)
+            yield _Charge(step.index, 0, spent, step_amount)
             spent = sum_usd(spent, step_amount)
 
 
@@ -297,6 +305,7 @@ def totals_consistent(record: RunRecord) -> None:
     of the steps; a step's tokens and cost are at least its LLM calls'."""
     name = "totals_consistent"
     running = 0.0
+    llm_calls = input_tokens = output_tokens = 0
     for step in record.steps:
         if step.cost_usd < 0 or step.input_tokens < 0 or step.output_tokens < 0:
             raise InvariantViolation(name, f"step {step.index} spent a negative amount")
@@ -308,9 +317,13 @@ def totals_consistent(record: RunRecord) -> None:
                 f"steps up to it cost {_money(running)}",
                 step=step.index,
             )
-        calls_usd = sum_usd(*(c.cost_usd for c in step.llm_calls))
-        calls_in = sum(c.input_tokens for c in step.llm_calls)
-        calls_out = sum(c.output_tokens for c in step.llm_calls)
+        calls = step.llm_calls
+        llm_calls += len(calls)
+        input_tokens += step.input_tokens
+        output_tokens += step.output_tokens
+        calls_usd = sum_usd(*[c.cost_usd for c in calls])
+        calls_in = sum([c.input_tokens for c in calls])
+        calls_out = sum([c.output_tokens for c in calls])
         if step.cost_usd + 1e-9 < calls_usd or (step.input_tokens, step.output_tokens) < (
             calls_in,
             calls_out,
@@ -325,9 +338,9 @@ def totals_consistent(record: RunRecord) -> None:
     totals = record.totals
     sums = {
         "steps": len(record.steps),
-        "llm_calls": sum(len(s.llm_calls) for s in record.steps),
-        "input_tokens": sum(s.input_tokens for s in record.steps),
-        "output_tokens": sum(s.output_tokens for s in record.steps),
+        "llm_calls": llm_calls,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
     }
     for key, value in sums.items():
         if getattr(totals, key) != value:

@@ -21,6 +21,7 @@ import functools
 import hashlib
 import inspect
 import time
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -222,11 +223,7 @@ class Loop:
         self.before_step: Callable[[int], None] | None = None
         """Called with the step number as each step starts (the lab injects faults here)."""
         if llm is not None:
-            llm.add_listener(self._on_llm_call)
-
-    def _on_llm_call(self, call: LLMCall) -> None:
-        if self._ctx is not None:
-            self._ctx.record_llm_call(call)
+            llm.add_listener(_call_recorder(weakref.ref(self)))
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -511,6 +508,22 @@ class Loop:
     def record(self, run_id: str) -> RunRecord:
         """The run's canonical record, streamed from the checkpoint store."""
         return build_record(self.store, run_id)
+
+
+def _call_recorder(loop: weakref.ref[Loop]) -> Callable[[LLMCall], None]:
+    """The LLM listener that adds each call to the step in progress.
+
+    It holds the loop weakly: the loop holds the LLM, and a listener holding the loop would
+    make a reference cycle, which left every run's objects (its LLM's requests and calls, its
+    store) to the cyclic garbage collector instead of freeing them when the run is dropped.
+    """
+
+    def record(call: LLMCall) -> None:
+        live = loop()
+        if live is not None and live._ctx is not None:
+            live._ctx.record_llm_call(call)
+
+    return record
 
 
 def build_record(store: CheckpointStore, run_id: str) -> RunRecord:

@@ -392,6 +392,23 @@ def test_sweep_reuses_its_result_until_the_modules_change(monkeypatch: pytest.Mo
     assert late.tick is REAL["perf_counter"]  # type: ignore[attr-defined]
 
 
+def test_only_the_namespaces_the_sweep_rebinds_in_can_make_it_stale(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    skipped = types.ModuleType("hypothesis.loom_probe")  # keeps the real clock (deadlines)
+    watched = types.ModuleType("loom_watched_mod")
+    monkeypatch.setitem(sys.modules, skipped.__name__, skipped)
+    monkeypatch.setitem(sys.modules, watched.__name__, watched)
+    swept = cp._sweep()
+    skipped.tick = REAL["perf_counter"]  # type: ignore[attr-defined]
+    assert cp._sweep() is swept
+    watched.tick = REAL["perf_counter"]  # type: ignore[attr-defined]
+    assert cp._sweep() is not swept
+    with FakeClock():
+        assert watched.tick() == 1000.0  # type: ignore[attr-defined]
+        assert skipped.tick is REAL["perf_counter"]  # type: ignore[attr-defined]
+
+
 def test_a_module_replaced_under_the_same_name_is_swept(monkeypatch: pytest.MonkeyPatch) -> None:
     first = types.ModuleType("loom_replaced_mod")
     monkeypatch.setitem(sys.modules, first.__name__, first)

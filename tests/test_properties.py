@@ -130,6 +130,21 @@ def test_budget_holds_names_the_step_and_the_numbers(tmp_path: Path) -> None:
     assert (info.value.invariant, info.value.step) == ("budget_holds", 3)
 
 
+def test_budget_holds_names_spending_outside_the_llm_calls(tmp_path: Path) -> None:
+    record = _record("scenarios/research/budget_usd.loom.yaml", tmp_path)
+    first = record.steps[0]
+    calls = first.llm_calls[0].cost_usd
+    # Step 1 also spent $0.01 outside its one LLM call, which used the whole budget.
+    steps = (replace(first, cost_usd=calls + 0.01), *record.steps[1:])
+    with pytest.raises(InvariantViolation) as info:
+        budget_holds(replace(record, steps=steps), Budget(usd=calls), contract_for("reference"))
+    assert str(info.value).startswith(
+        f"budget_holds: step 1: its other spending started with ${calls:.10g} already spent of "
+        f"its usd budget of ${calls:.10g}, and spent $0.01 more"
+    )
+    assert info.value.step == 1
+
+
 def test_stop_and_totals_must_agree(tmp_path: Path) -> None:
     record = _record("scenarios/research/budget_usd.loom.yaml", tmp_path)
     stop_agrees_with_totals(record, Budget(usd=0.05), contract_for("reference"))

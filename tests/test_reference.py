@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -360,6 +362,35 @@ def test_custom_estimate_over_budget_stops_before_the_first_step(make_loop: Make
     assert outcome.stop.label == "budget_exhausted(tokens)"
     assert outcome.steps == 0
     assert loop.record(outcome.run_id).steps == ()
+
+
+def test_a_run_is_freed_as_soon_as_it_is_dropped() -> None:
+    """The loop and its LLM hold no reference cycle: dropping them frees the run's objects (its
+    requests, calls and store) at once, not at the cyclic garbage collector's next pass."""
+    gc.collect()
+    gc.disable()
+    try:
+        llm = mock_llm()
+        store = CheckpointStore(":memory:")
+        loop = Loop(asking(2), budget=Budget(iterations=3), store=store, llm=llm)
+        outcome = loop.run(0)
+        assert [len(s.llm_calls) for s in loop.record(outcome.run_id).steps] == [2, 2, 2]
+        store.close()
+        dropped = [weakref.ref(o) for o in (loop, llm, store)]
+        del loop, llm, store
+        assert [ref() for ref in dropped] == [None, None, None]
+    finally:
+        gc.enable()
+
+
+def test_an_llm_shared_by_two_loops_records_each_call_in_the_loop_that_made_it() -> None:
+    llm = mock_llm()
+    with CheckpointStore(":memory:") as store:
+        first = Loop(asking(1), budget=Budget(iterations=1), store=store, llm=llm)
+        second = Loop(asking(2), budget=Budget(iterations=1), store=store, llm=llm)
+        one, two = first.run(0, run_id="one"), second.run(0, run_id="two")
+        assert [len(s.llm_calls) for s in first.record(one.run_id).steps] == [1]
+        assert [len(s.llm_calls) for s in second.record(two.run_id).steps] == [2]
 
 
 # --- the budget is checked before each LLM call inside a step ----------------------------------
