@@ -101,3 +101,55 @@ def test_scenario_snapshots_follow_snapshot_dirname(
     result.stdout.fnmatch_lines(["*1 unused snapshot deleted*"])
     assert not (folder / "s2.loom" / "s2.run.json").exists()
     assert (folder / "s1.loom" / "s1.run.json").exists()
+
+
+def _found(collections: Any) -> dict[str, list[str]]:
+    return {c.location: sorted(s.name for s in c) for c in collections}
+
+
+@pytest.mark.parametrize("ignore", [None, ["ambr"], ["json"]])
+def test_discovery_finds_what_syrupy_s_own_walk_finds(tmp_path: Path, ignore: Any) -> None:
+    shared = tmp_path / "__snapshots__"
+    files = [
+        "s1.loom/s1.run.json",
+        "s2.loom/s2.run.json",
+        "s2.loom/other.run.json",
+        ".hidden/h.run.json",  # a dot folder is entered, as pathlib's walk does
+        "s1.loom/.s1.run.json",  # dot files are not snapshots
+        "s1.loom/s1.run.json.lock",  # syrupy's write sidecars
+        "s1.loom/s1.run.json.tmp",
+        "s1.loom/s1.json",  # another single-file extension's
+        "test_x.ambr",  # syrupy's default extension's
+        "top.run.json",  # not inside a test file's folder
+        "s1.loom/deeper/d.run.json",
+    ]
+    for name in files:
+        (shared / name).parent.mkdir(parents=True, exist_ok=True)
+        (shared / name).write_text("{}\n")
+    (shared / "s3.loom").mkdir()
+    (shared / "s3.loom" / "dir.run.json").mkdir()  # a folder, not a snapshot
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "e.run.json").write_text("{}\n")
+    (shared / "linked.loom").symlink_to(tmp_path / "elsewhere")  # not entered
+    (shared / "s2.loom" / "l.run.json").symlink_to(shared / "s1.loom" / "s1.run.json")
+    location: Any = _Location(str(tmp_path / "s1.loom.yaml"))
+
+    mine = RunRecordExtension().discover_snapshots(test_location=location, ignore_extensions=ignore)
+    theirs = SingleFileSnapshotExtension.discover_snapshots(
+        RunRecordExtension(), test_location=location, ignore_extensions=ignore
+    )
+
+    assert _found(mine) == _found(theirs)
+    if ignore != ["json"]:
+        assert sorted(Path(p).relative_to(shared).as_posix() for p in _found(mine)) == [
+            ".hidden/h.run.json",
+            "s1.loom/s1.run.json",
+            "s2.loom/l.run.json",
+            "s2.loom/other.run.json",
+            "s2.loom/s2.run.json",
+        ]
+
+
+def test_discovery_without_a_snapshot_directory_finds_nothing(tmp_path: Path) -> None:
+    location: Any = _Location(str(tmp_path / "s1.loom.yaml"))
+    assert _found(RunRecordExtension().discover_snapshots(test_location=location)) == {}
