@@ -165,16 +165,6 @@ class RunRecordExtension(SingleFileSnapshotExtension):
         snapshot file it finds and again in its report, each time through ``pathlib``."""
         return cls._dir("discovery", test_location, super().discovery_dirname)
 
-    def owns_snapshot_collection(self, *, filepath: str, test_location: PyTestLocation) -> bool:
-        """syrupy's rule with strings: a ``.run.json`` file one level below the scanned
-        directory is this extension's. ``filepath`` comes from syrupy's walk, normalised."""
-        if not self.is_snapshot_location(location=filepath):
-            return False
-        discovery = self.discovery_dirname(test_location=test_location)
-        if discovery == self.dirname(test_location=test_location):
-            return True
-        return os.path.dirname(os.path.dirname(filepath)) == discovery
-
     def discover_snapshots(
         self, *, test_location: PyTestLocation, ignore_extensions: list[str] | None = None
     ) -> SnapshotCollections:
