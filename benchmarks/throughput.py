@@ -184,6 +184,28 @@ def save():
         json.dump({**MARKS, **ITEMS}, f)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session):
+    """In a scenario session, also time each scenario's run (``run_trials``: the fake clock,
+    the mock LLM, the loop's steps and checkpoints, the record) inside the call."""
+    if not any(hasattr(item, "scenario") for item in session.items):
+        return
+    from pytest_loom import trials
+    from pytest_loom._clockpatch import real_perf_counter
+
+    run_trials = trials.run_trials
+    ITEMS["run"] = 0.0
+
+    def timed(*args, **kwargs):
+        began = real_perf_counter()
+        try:
+            return run_trials(*args, **kwargs)
+        finally:
+            ITEMS["run"] += real_perf_counter() - began
+
+    trials.run_trials = timed
+
+
 pytest_runtest_setup = item_phase("setup")
 pytest_runtest_call = item_phase("call")
 pytest_runtest_teardown = item_phase("teardown")
@@ -249,7 +271,8 @@ def phase_times(
     project: Path, args: list[str], n: int, sandbox: Path, repeats: int
 ) -> dict[str, float]:
     """Median seconds of each of :data:`PHASES`, over ``repeats`` untimed runs with the phases
-    plugin. They add up to the process's wall time."""
+    plugin; they add up to the process's wall time. Also ``run``: the scenarios' own runs,
+    part of the call (0 in a session without scenarios)."""
     runs: list[dict[str, float]] = []
     for i in range(repeats):
         out = sandbox / f"phases-{project.name}-{i}.json"
@@ -267,9 +290,10 @@ def phase_times(
                 "finish": m["finished"] - m["tested"],
                 "unconfigure": m["unconfigured"] - m["finished"],
                 "process": wall - (m["unconfigured"] - m["import"]),
+                "run": m.get("run", 0.0),
             }
         )
-    return {name: median(run[name] for run in runs) for name, _ in PHASES}
+    return {name: median(run[name] for run in runs) for name in runs[0]}
 
 
 def make_shape_project(root: Path, n: int, record: dict[str, Any]) -> Path:
@@ -569,6 +593,7 @@ def measure_throughput(plan: Plan, root: Path) -> tuple[list[Row], list[Detail]]
     )
     # Plain xdist: every worker collects every test, and the tests are shared by the workers.
     collecting = loom_phases["collection"] - trivial_phases["collection"]
+    run = loom_phases["run"]
     plain = t2 + collecting + (lt - tt - collecting) / 2
     rows = [
         Row(
@@ -609,6 +634,20 @@ def measure_throughput(plan: Plan, root: Path) -> tuple[list[Row], list[Detail]]
             "own start-up and report traffic)",
         ),
         *phase_details(loom_phases, trivial_phases, n, f"per scenario ({n:,})", "trivial"),
+        Detail(
+            f"per scenario ({n:,}): of the call, the run",
+            ms(run / n),
+            f"{run:.2f} s in all: `run_trials`, timed inside the call: the fake clock, the "
+            "mock LLM, the ten steps with their checkpoints, the record read back from the "
+            "store, the expectations",
+        ),
+        Detail(
+            "the scenarios without their runs",
+            f"{lt - run:.2f} s ({(lt - run) / tt:.2f}x)",
+            f"({lt:.2f} s - {run:.2f} s of runs) against {tt:.2f} s for the trivial tests: what "
+            "the items cost before a loop takes a step (reading and checking the files, the "
+            "snapshot assertions, the drift gate, the saved runs), against the 2x target",
+        ),
         Detail(
             "saving a ten-step run for the `loom` command",
             ms(saved),
