@@ -174,8 +174,9 @@ class RunRecordExtension(SingleFileSnapshotExtension):
         with ``pathlib`` that took 33 ms per 1,000 scenario snapshots (7 ms this way). In the
         shared directory this extension owns only ``<dir>/<test file>/<name>.run.json``, and
         syrupy ignores what it does not own there, so nothing deeper needs listing. The same
-        rules apply: names starting with a dot are skipped, symlinked folders are not entered,
-        ``--snapshot-ignore-file-extensions json`` hides them all.
+        rules apply: files whose names start with a dot are skipped (folders are entered either
+        way), symlinked folders are not entered, ``--snapshot-ignore-file-extensions json``
+        hides them all.
         """
         discovery = self.discovery_dirname(test_location=test_location)
         if Path(discovery) == Path(self.dirname(test_location=test_location)):
@@ -183,9 +184,9 @@ class RunRecordExtension(SingleFileSnapshotExtension):
                 test_location=test_location, ignore_extensions=ignore_extensions
             )
         found = SnapshotCollections()
+        if self.file_extension.rpartition(".")[2] in (ignore_extensions or ()):
+            return found  # syrupy checks the last part of ``run.json``
         suffix = f".{self.file_extension}"
-        if suffix.rpartition(".")[2] in (ignore_extensions or ()):  # syrupy checks the last one
-            return found
         try:
             folders = [e.path for e in os.scandir(discovery) if e.is_dir(follow_symlinks=False)]
         except OSError:  # no snapshot directory (yet)
