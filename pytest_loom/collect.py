@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ._isolation import Sandbox
-from .cassette import CassetteError
 from .diff import diff_records
 from .entry import EntryPointError
 from .record import RecordError, RunRecord
@@ -30,10 +29,7 @@ if TYPE_CHECKING:
 
 _SANDBOX_KEY = pytest.StashKey[Sandbox]()
 
-_CLEAN_ERRORS = (
-    *(ScenarioError, EntryPointError, RuntimeNotAvailable, CheckpointError, RecordError),
-    CassetteError,
-)
+_CLEAN_ERRORS = (ScenarioError, EntryPointError, RuntimeNotAvailable, CheckpointError, RecordError)
 
 
 class ScenarioFailure(AssertionError):
@@ -69,7 +65,9 @@ class ScenarioItem(pytest.Function):
         return self.path, 0, f"loom scenario: {self.name}"
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> Any:  # type: ignore[override]
-        if isinstance(excinfo.value, (ScenarioFailure, *_CLEAN_ERRORS)):
+        from .cassette import CassetteError  # a scenario without a cassette never loads it
+
+        if isinstance(excinfo.value, (ScenarioFailure, CassetteError, *_CLEAN_ERRORS)):
             return _relative(str(excinfo.value), self.config)
         return super().repr_failure(excinfo)
 

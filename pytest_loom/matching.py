@@ -14,9 +14,10 @@ import difflib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .cassette import RecordedCall, RecordedRequest, yaml_text
+if TYPE_CHECKING:
+    from .cassette import RecordedCall, RecordedRequest
 
 __all__ = ["IgnoreRule", "describe_unused", "explain_miss", "match_key", "stale_reason"]
 
@@ -140,6 +141,8 @@ def explain_miss(
     hint: str,
 ) -> tuple[str, str | None]:
     """The error text for a request no unused recorded call matches, and a stale reason."""
+    from .cassette import yaml_text
+
     key = match_key(request, ignore)
     text = yaml_text(key)
     lines = [

@@ -26,13 +26,12 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FunctionType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from .budget import Budget, Spend
 from .context import BudgetStop, StepContext
-from .convergence import Convergence, Progress
 from .llm import LLMError, MockLLM
 from .record import (
     RECORD_VERSION,
@@ -51,6 +50,9 @@ from .record import (
 )
 from .store import CheckpointError, CheckpointStore, Items, StepRow
 from .transcript import Transcript, restore
+
+if TYPE_CHECKING:
+    from .convergence import Convergence
 
 RUNTIME_NAME = "reference"
 RUNTIME_VERSION = "1"
@@ -495,6 +497,8 @@ class Loop:
         if done:
             return Stop(StopReason.COMPLETED)
         if self.converge_on:
+            from .convergence import Progress  # loaded by whoever made the rules
+
             progress = Progress(state=state, step=n, scores=tuple(scores))
             for rule in self.converge_on:
                 if rule(progress):

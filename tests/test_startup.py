@@ -70,8 +70,11 @@ UNUSED = (
     "pytest_loom._wire",
     "pytest_loom._wire_openai",
     "pytest_loom._wire_anthropic",
+    "pytest_loom.cassette",
+    "pytest_loom.convergence",
 )
-"""What a scenario with no kill fault, replay, cassette, SDK call or policy file never needs."""
+"""What a scenario with no kill fault, replay, cassette, SDK call, convergence rule or policy
+file never needs."""
 
 
 @pytest.fixture
